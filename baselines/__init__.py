@@ -1,0 +1,1 @@
+"""Methods PLP is compared with, as plain PyTorch / SciPy objects independent of the harness."""

@@ -1,0 +1,126 @@
+"""Where dataset files live, where they come from, and the error raised when one is missing.
+
+The data root is, in order: the explicit ``root`` argument (``--data-dir`` on the CLI), the
+``PLP_BENCH_DATA`` environment variable, then ``~/.cache/plp-bench``. Each dataset keeps its
+files in a sub-folder of the root (``uci/``, ``mnist/``, ``cifar10/``, ``cifar100/``), the
+layout ``plp-bench data fetch`` writes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_VAR = "PLP_BENCH_DATA"
+DEFAULT_ROOT = Path("~/.cache/plp-bench")
+
+
+class DataError(Exception):
+    """A dataset file is missing, truncated or not in the expected format."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One downloadable file: its name on disk, its canonical address and its checksum."""
+
+    filename: str
+    url: str
+    algorithm: str  # "sha256" or "md5"
+    digest: str
+
+
+@dataclass(frozen=True)
+class DatasetFiles:
+    """The files one dataset needs, in which sub-folder of the data root."""
+
+    dataset: str
+    subdir: str
+    files: tuple[RemoteFile, ...]
+
+
+_UCI = "https://archive.ics.uci.edu/ml/machine-learning-databases"
+_MNIST = "https://ossci-datasets.s3.amazonaws.com/mnist"
+_CIFAR = "https://www.cs.toronto.edu/~kriz"
+
+# Checksums of the canonical files (UCI: sha256; MNIST and CIFAR: the md5 torchvision lists).
+CATALOG: dict[str, DatasetFiles] = {
+    "banknote": DatasetFiles("banknote", "uci", (
+        RemoteFile("data_banknote_authentication.txt",
+                   f"{_UCI}/00267/data_banknote_authentication.txt", "sha256",
+                   "63cb547740b3d71fc4a7fa05a6f5005ba63e86a64d2dfb11251398611fb7b19c"),
+    )),
+    "magic": DatasetFiles("magic", "uci", (
+        RemoteFile("magic04.data", f"{_UCI}/magic/magic04.data", "sha256",
+                   "e9314b7ebd4b4b59a3b3d65f7316663963777b16a46786877651dbbaa640b36a"),
+    )),
+    "mnist": DatasetFiles("mnist", "mnist", (
+        RemoteFile("train-images-idx3-ubyte.gz", f"{_MNIST}/train-images-idx3-ubyte.gz", "md5",
+                   "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+        RemoteFile("train-labels-idx1-ubyte.gz", f"{_MNIST}/train-labels-idx1-ubyte.gz", "md5",
+                   "d53e105ee54ea40749a09fcbcd1e9432"),
+        RemoteFile("t10k-images-idx3-ubyte.gz", f"{_MNIST}/t10k-images-idx3-ubyte.gz", "md5",
+                   "9fb629c4189551a2d022fa330f9573f3"),
+        RemoteFile("t10k-labels-idx1-ubyte.gz", f"{_MNIST}/t10k-labels-idx1-ubyte.gz", "md5",
+                   "ec29112dd5afa0611ce80d1b7f02629c"),
+    )),
+    # The binary layout is fetched: it is preferred when both are present (no pickle involved).
+    "cifar10": DatasetFiles("cifar10", "cifar10", (
+        RemoteFile("cifar-10-binary.tar.gz", f"{_CIFAR}/cifar-10-binary.tar.gz", "md5",
+                   "c32a1d4ab5d03f1284b67883e8d87530"),
+    )),
+    "cifar100": DatasetFiles("cifar100", "cifar100", (
+        RemoteFile("cifar-100-binary.tar.gz", f"{_CIFAR}/cifar-100-binary.tar.gz", "md5",
+                   "03b5dce01913d631647c71ecec9e9cb8"),
+    )),
+}
+
+# Other archives a user may already have; the loaders read them, fetch never writes them.
+KNOWN_ARCHIVES: dict[str, RemoteFile] = {
+    "cifar-10-python.tar.gz": RemoteFile("cifar-10-python.tar.gz",
+                                         f"{_CIFAR}/cifar-10-python.tar.gz", "md5",
+                                         "c58f30108f718f92721af3b95e74349a"),
+    "cifar-100-python.tar.gz": RemoteFile("cifar-100-python.tar.gz",
+                                          f"{_CIFAR}/cifar-100-python.tar.gz", "md5",
+                                          "eb9058c3a382ffc7106e4002c42a8d85"),
+}
+
+
+def data_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The data root: ``root`` if given, else ``$PLP_BENCH_DATA``, else ``~/.cache/plp-bench``."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    return DEFAULT_ROOT.expanduser()
+
+
+def dataset_dir(dataset: str, root: str | os.PathLike[str] | None = None) -> Path:
+    return data_root(root) / CATALOG[dataset].subdir
+
+
+def missing_file_error(dataset: str, path: Path, problem: str = "is missing") -> DataError:
+    """One clear message: the file, the folder searched, where to get it and the fetch command."""
+    spec = CATALOG[dataset]
+    urls = "\n".join(f"  {f.url}" for f in spec.files)
+    return DataError(
+        f"{dataset}: {path.name} {problem} (searched {path.parent}).\n"
+        f"Download it from:\n{urls}\n"
+        f"or run: plp-bench data fetch {dataset} --data-dir {data_root_hint(path, spec)}\n"
+        f"The data root is --data-dir, else ${ENV_VAR}, else {DEFAULT_ROOT}."
+    )
+
+
+def data_root_hint(path: Path, spec: DatasetFiles) -> Path:
+    folder = path.parent
+    return folder.parent if folder.name == spec.subdir else folder
+
+
+def require_file(dataset: str, path: Path) -> Path:
+    """``path`` if it exists and is not empty, else the dataset's missing-file error."""
+    if not path.is_file():
+        raise missing_file_error(dataset, path)
+    if path.stat().st_size == 0:
+        raise missing_file_error(dataset, path, "is empty")
+    return path

@@ -1,0 +1,167 @@
+"""Methods: a base optimizer plus optional wrappers and schedules, all by registered name.
+
+Three registries are the extension points; the training loop knows none of their members:
+
+* ``OPTIMIZERS``: base optimizers (``sgd``, ``adam``, ``adamw``), each a factory
+  ``(params, **hyperparameters) -> torch.optim.Optimizer`` with the defaults used when a
+  workload was not tuned for it.
+* ``WRAPPERS``: ``(optimizer, **options) -> optimizer-like`` objects that hold the wrapped
+  optimizer and forward ``param_groups`` (PLP, XGrad, weight jumps).
+* ``SCHEDULES`` (:mod:`plp_bench.schedules`): per-step values of one param-group field.
+
+A named method (``METHODS``, read from the ``methods.yaml`` shipped in the package) is a
+:class:`MethodConfig`. Hyperparameters resolve in this order: the optimizer's defaults, then the
+workload's tuned settings for that optimizer, then the method's own overrides.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import torch
+
+from .config import ConfigError, field, parse, read_yaml
+from .registry import Registry
+from .schedules import SCHEDULES, Schedule
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    factory: OptimizerFactory
+    defaults: dict[str, Any]
+
+
+OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
+WRAPPERS: Registry[Callable[..., Any]] = Registry("wrapper")
+
+OPTIMIZERS.add("sgd", OptimizerSpec(torch.optim.SGD, {"lr": 0.01, "momentum": 0.9}))
+OPTIMIZERS.add("adam", OptimizerSpec(torch.optim.Adam, {"lr": 1e-3}))
+OPTIMIZERS.add("adamw", OptimizerSpec(torch.optim.AdamW, {"lr": 1e-3, "weight_decay": 1e-2}))
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """A wrapper or schedule by registered name, with its options."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """An update rule: base optimizer, hyperparameter overrides, wrappers, schedules."""
+
+    name: str
+    optimizer: str = field(choices=OPTIMIZERS.names)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    wrappers: list[ComponentConfig] = field(default_factory=list)
+    schedules: list[ComponentConfig] = field(default_factory=list)
+    description: str = ""
+
+
+def _options_of(fn: Callable, skip: int) -> list[str]:
+    params = list(inspect.signature(fn).parameters.values())[skip:]
+    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def check_method(method: MethodConfig, *, source: str | None = None, path: tuple = ()) -> None:
+    """Every name registered and every option accepted, or a :class:`ConfigError`."""
+    spec = OPTIMIZERS.get(method.optimizer)
+    allowed = _options_of(spec.factory, 1)
+    for key in method.hyperparameters:
+        if key not in allowed:
+            raise ConfigError(f"{method.optimizer} has no hyperparameter {key!r}; "
+                              f"allowed: {', '.join(allowed)}", source=source,
+                              path=(*path, "hyperparameters", key))
+    for kind, registry, items, skip in (("wrappers", WRAPPERS, method.wrappers, 1),
+                                        ("schedules", SCHEDULES, method.schedules, 0)):
+        for i, item in enumerate(items):
+            if item.name not in registry:
+                from .config import closest
+
+                raise ConfigError(f"unknown {registry.kind} {item.name!r};"
+                                  f"{closest(item.name, registry.names())}", source=source,
+                                  path=(*path, kind, i, "name"))
+            allowed = _options_of(registry.get(item.name), skip)
+            for key in item.options:
+                if key not in allowed:
+                    raise ConfigError(f"{registry.kind} {item.name!r} has no option {key!r}; "
+                                      f"allowed: {', '.join(allowed) or '(none)'}",
+                                      source=source, path=(*path, kind, i, "options", key))
+
+
+def resolve_hyperparameters(
+    method: MethodConfig, tuned: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any], bool]:
+    """Hyperparameters for ``method`` on a workload tuned with ``tuned``; and whether tuned."""
+    spec = OPTIMIZERS.get(method.optimizer)
+    was_tuned = method.optimizer in tuned
+    merged = {**spec.defaults, **tuned.get(method.optimizer, {}), **method.hyperparameters}
+    if "betas" in merged:
+        merged["betas"] = tuple(merged["betas"])
+    return merged, was_tuned
+
+
+@dataclass
+class BuiltMethod:
+    """What the training loop drives: the (possibly wrapped) optimizer and its schedules."""
+
+    optimizer: Any
+    schedules: list[Schedule]
+    hyperparameters: dict[str, Any]
+    tuned: bool
+
+
+def build_method(
+    method: MethodConfig,
+    params: Iterable[torch.nn.Parameter],
+    *,
+    tuned: dict[str, dict[str, Any]],
+    workload_schedules: Iterable[Schedule] = (),
+) -> BuiltMethod:
+    """Instantiate ``method`` over ``params``: optimizer, then wrappers in order, then schedules
+    (the workload's learning-rate schedule first, then the method's own)."""
+    check_method(method)
+    hyperparameters, was_tuned = resolve_hyperparameters(method, tuned)
+    try:
+        optimizer = OPTIMIZERS.get(method.optimizer).factory(params, **hyperparameters)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{method.optimizer}: {err}", path=("methods", method.name)) from None
+    for wrapper in method.wrappers:
+        optimizer = WRAPPERS.get(wrapper.name)(optimizer, **wrapper.options)
+    schedules = [*workload_schedules,
+                 *(SCHEDULES.get(s.name)(**s.options) for s in method.schedules)]
+    return BuiltMethod(optimizer, schedules, hyperparameters, was_tuned)
+
+
+METHODS: Registry[MethodConfig] = Registry("method")
+
+
+def load_methods_file(path, registry: Registry[MethodConfig] = METHODS) -> None:
+    """Register every method defined in a YAML mapping ``name -> method``."""
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping of method names to definitions", source=str(path))
+    for name, body in data.items():
+        if not isinstance(body, dict):
+            raise ConfigError("expected a mapping", source=str(path), path=(name,))
+        method = parse(MethodConfig, {"name": name, **body}, source=str(path), path=(name,))
+        check_method(method, source=str(path), path=(name,))
+        registry.add(name, method)
+
+
+def list_methods() -> list[str]:
+    return METHODS.names()
+
+
+def get_method(name: str) -> MethodConfig:
+    return METHODS.get(name)
+
+
+load_methods_file(resources.files("plp_bench") / "methods.yaml")

@@ -1,0 +1,155 @@
+"""The run record: plain data, JSON on disk, written atomically.
+
+A record holds the config it was produced from (and its hash, which names the file and lets a
+sweep skip finished work), the environment, the curves, the steps and seconds to each target
+(``None`` when not reached), the best-validation-loss model's test metrics and the divergence
+flag. Every number a benchmark tracks from it is lower-is-better.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class ResultError(ValueError):
+    """A record file that cannot be used: unreadable, truncated, or of another schema."""
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Stable short hash of a config (canonical JSON, sorted keys)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Curves:
+    """One entry per evaluation (the first at step 0, before any update)."""
+
+    step: list[int] = field(default_factory=list)
+    epoch: list[float] = field(default_factory=list)
+    train_seconds: list[float] = field(default_factory=list)
+    train_loss: list[float | None] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_error: list[float] = field(default_factory=list)
+    val_top5_error: list[float] = field(default_factory=list)
+
+
+@dataclass
+class TargetResult:
+    target: float
+    steps: int | None = None
+    seconds: float | None = None
+    epoch: float | None = None
+
+    @property
+    def reached(self) -> bool:
+        return self.steps is not None
+
+
+@dataclass
+class TestMetrics:
+    accuracy: float
+    error: float
+    top5_error: float
+    loss: float
+
+
+@dataclass
+class RunResult:
+    workload: str
+    method: str
+    seed: int
+    device: str
+    config: dict[str, Any]
+    config_hash: str
+    environment: dict[str, Any]
+    curves: Curves
+    targets: list[TargetResult]
+    steps_run: int
+    train_seconds: float
+    wall_seconds: float
+    diverged: bool = False
+    diverged_at_step: int | None = None
+    best_epoch: float | None = None
+    best_step: int | None = None
+    best_val_loss: float | None = None
+    best_test: TestMetrics | None = None
+    test_accuracy_at_epochs: dict[str, float] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def target(self, threshold: float) -> TargetResult:
+        for t in self.targets:
+            if t.target == threshold:
+                return t
+        raise KeyError(threshold)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ResultError(f"schema version {version!r}, this harness reads {SCHEMA_VERSION}")
+        try:
+            data = dict(data)
+            data["curves"] = Curves(**data["curves"])
+            data["targets"] = [TargetResult(**t) for t in data["targets"]]
+            if data.get("best_test") is not None:
+                data["best_test"] = TestMetrics(**data["best_test"])
+            return cls(**data)
+        except (KeyError, TypeError) as err:
+            raise ResultError(f"not a run record ({err})") from None
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write JSON to ``path`` through a temporary file in the same folder, fsync, rename.
+
+    A reader sees either the old file or the complete new one, never a partial write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1, allow_nan=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save(result: RunResult, path: str | os.PathLike[str]) -> Path:
+    return write_json_atomic(path, result.to_dict())
+
+
+def load(path: str | os.PathLike[str]) -> RunResult:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ResultError(f"{path}: unreadable run record ({err})") from None
+    if not isinstance(data, dict):
+        raise ResultError(f"{path}: not a run record")
+    try:
+        return RunResult.from_dict(data)
+    except ResultError as err:
+        raise ResultError(f"{path}: {err}") from None
+
+
+def record_path(results_dir: str | os.PathLike[str], workload: str, method: str, seed: int,
+                digest: str) -> Path:
+    return Path(results_dir) / workload / method / f"seed-{seed}-{digest}.json"

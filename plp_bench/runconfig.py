@@ -1,0 +1,118 @@
+"""The ``plp-bench run`` configuration: which workloads, methods and seeds, where, from YAML.
+
+A config is a small diff on the shipped definitions::
+
+    workloads:
+      - digits-mlp                          # a registered workload as it ships
+      - {name: digits-cnn, epochs: 3}       # ... or with fields overridden
+    methods:
+      - sgd
+      - {name: sgd-nesterov, optimizer: sgd, hyperparameters: {nesterov: true}}
+    seeds: 3                                # or an explicit list: [0, 1, 2]
+    device: cpu
+    results: results
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import methods as methods_module
+from . import workloads as workloads_module
+from .config import ConfigError, closest, field, parse, read_yaml
+from .methods import MethodConfig, check_method
+from .workloads import Workload
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    workloads: list[str | dict[str, Any]] = field(default_factory=list)
+    methods: list[str | dict[str, Any]] = field(default_factory=list)
+    seeds: int | list[int] = 3
+    device: str = "cpu"
+    results: str = "results"
+    data_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    workloads: list[Workload]
+    methods: list[MethodConfig]
+    seeds: list[int]
+    device: str
+    results: str
+    data_dir: str | None
+
+
+def _workload(entry: str | dict, *, source: str | None, path: tuple) -> Workload:
+    if isinstance(entry, str):
+        if entry not in workloads_module.WORKLOADS:
+            raise ConfigError(f"unknown workload {entry!r};"
+                              f"{closest(entry, workloads_module.list_workloads())}",
+                              source=source, path=path)
+        return workloads_module.get(entry)
+    if "name" not in entry:
+        raise ConfigError("a workload mapping needs a 'name'", source=source, path=path)
+    name = entry["name"]
+    base = entry.get("base", name)
+    changes = {k: v for k, v in entry.items() if k not in ("base",)}
+    if base in workloads_module.WORKLOADS:
+        return workloads_module.override(workloads_module.get(base), changes, source=source,
+                                         path=path)
+    if "base" in entry:
+        raise ConfigError(f"unknown workload {base!r};"
+                          f"{closest(base, workloads_module.list_workloads())}",
+                          source=source, path=(*path, "base"))
+    return workloads_module.parse_workload({k: v for k, v in changes.items() if k != "name"},
+                                           name=name, source=source, path=path)
+
+
+def _method(entry: str | dict, *, source: str | None, path: tuple) -> MethodConfig:
+    if isinstance(entry, str):
+        if entry not in methods_module.METHODS:
+            raise ConfigError(f"unknown method {entry!r};"
+                              f"{closest(entry, methods_module.list_methods())}",
+                              source=source, path=path)
+        return methods_module.get_method(entry)
+    method = parse(MethodConfig, entry, source=source, path=path)
+    check_method(method, source=source, path=path)
+    return method
+
+
+def resolve(config: RunConfig, *, source: str | None = None) -> Plan:
+    """Turn names and diffs into validated workloads and methods."""
+    workloads = [_workload(e, source=source, path=("workloads", i))
+                 for i, e in enumerate(config.workloads)]
+    methods = [_method(e, source=source, path=("methods", i))
+               for i, e in enumerate(config.methods)]
+    for kind, items in (("workloads", workloads), ("methods", methods)):
+        names = [x.name for x in items]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"listed twice: {', '.join(duplicates)}", source=source,
+                              path=(kind,))
+    if isinstance(config.seeds, int):
+        if config.seeds < 1:
+            raise ConfigError(f"{config.seeds} is below the minimum 1", source=source,
+                              path=("seeds",))
+        seeds = list(range(config.seeds))
+    else:
+        seeds = list(config.seeds)
+        if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+            raise ConfigError("give distinct non-negative seeds", source=source, path=("seeds",))
+    return Plan(workloads, methods, seeds, config.device, config.results, config.data_dir)
+
+
+def load_run_config(path: str | None, **overrides: Any) -> tuple[RunConfig, str | None]:
+    """Read a run config file (or start empty) and apply the command-line ``overrides``."""
+    body: dict[str, Any] = {}
+    if path is not None:
+        data = read_yaml(path)
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError("expected a mapping of run settings", source=path)
+        body = data
+    body = {**body, **{k: v for k, v in overrides.items() if v is not None}}
+    return parse(RunConfig, body, source=path), path

@@ -1,0 +1,64 @@
+"""Small statistics for comparing runs: medians, quartiles, paired ratios, bootstrap intervals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def median(values: Sequence[float]) -> float | None:
+    return float(np.median(values)) if len(values) else None
+
+
+def quartiles(values: Sequence[float]) -> tuple[float, float] | None:
+    if not len(values):
+        return None
+    q1, q3 = np.percentile(values, [25, 75])
+    return float(q1), float(q3)
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def excludes_one(self) -> bool:
+        """Whether the interval is clear of 1; never claimed from fewer than 3 pairs, whose
+        bootstrap distribution has too few distinct values to mean anything."""
+        return self.n >= 3 and (self.low > 1.0 or self.high < 1.0)
+
+
+def bootstrap_median(values: Sequence[float], *, level: float = 0.95, resamples: int = 2000,
+                     seed: int = 0) -> Interval | None:
+    """Median with a percentile bootstrap interval (Efron & Tibshirani, 1993, ch. 13).
+
+    Resamples are drawn from a generator seeded with ``seed`` so the interval is reproducible.
+    With one value the interval is that value.
+    """
+    data = np.asarray(values, dtype=np.float64)
+    if data.size == 0:
+        return None
+    estimate = float(np.median(data))
+    if data.size == 1:
+        return Interval(estimate, estimate, estimate, 1)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, data.size, size=(resamples, data.size))
+    medians = np.median(data[draws], axis=1)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(medians, [alpha, 1.0 - alpha])
+    return Interval(estimate, float(low), float(high), int(data.size))
+
+
+def paired_ratios(reference: dict[int, float | None], other: dict[int, float | None]) -> list[float]:
+    """``reference[s] / other[s]`` for every seed ``s`` where both reached a positive value."""
+    ratios = []
+    for seed, ref in reference.items():
+        value = other.get(seed)
+        if ref is not None and value is not None and ref > 0 and value > 0:
+            ratios.append(ref / value)
+    return ratios

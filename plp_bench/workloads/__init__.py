@@ -1,0 +1,153 @@
+"""Named workloads: everything but the update rule.
+
+A workload is a dataset, a backbone, a loss, the batch size, the evaluation period, a budget
+(epochs or steps), target thresholds as validation error (lower is better; the last is the
+primary target that speedups are measured at), and the hyperparameters it was tuned with for
+each base optimizer. Each lives in a YAML file of this folder, named after the workload; YAML
+configs may override any field (a small diff) and are validated the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .. import data, models
+from ..config import ConfigError, field, parse, read_yaml, to_plain
+from ..methods import OPTIMIZERS, ComponentConfig, resolve_hyperparameters
+from ..registry import Registry
+from ..schedules import SCHEDULES, Schedule
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    dataset: str = field(choices=data.list_datasets)
+    model: str = field(choices=models.list_models)
+    batch_size: int = field(minimum=1)
+    targets: list[float] = field(doc="validation-error thresholds, loosest first")
+    optimizers: dict[str, dict[str, Any]] = field(
+        doc="tuned hyperparameters per base optimizer")
+    epochs: int | None = field(default=None, minimum=1)
+    steps: int | None = field(default=None, minimum=1)
+    eval_every: int = field(default=0, minimum=0, doc="steps between evaluations; 0 = each epoch")
+    model_options: dict[str, Any] = field(default_factory=dict)
+    loss: str = field(default="cross_entropy", choices=lambda: ["cross_entropy"])
+    lr_schedule: ComponentConfig = field(default_factory=lambda: ComponentConfig("constant"))
+    augment: bool = field(default=False, doc="pad-4 random crop + horizontal flip (CIFAR)")
+    val_fraction: float = field(default=0.2, exclusive_minimum=0.0, maximum=0.9)
+    test_at_epochs: list[int] = field(default_factory=list)
+    eval_batch_size: int = field(default=2048, minimum=1)
+    stop_at_targets: bool = field(default=False, doc="end the run once every target is reached")
+    description: str = ""
+    reference: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.epochs is None) == (self.steps is None):
+            raise ValueError("give exactly one budget: epochs or steps")
+        if not self.targets:
+            raise ValueError("targets: give at least one validation-error threshold")
+        for t in self.targets:
+            if not 0.0 < t < 1.0:
+                raise ValueError(f"targets: {t!r} is not an error rate in (0, 1)")
+        if list(self.targets) != sorted(self.targets, reverse=True):
+            raise ValueError(f"targets must go from loosest to strictest, got {self.targets}")
+        for name, settings in self.optimizers.items():
+            if name not in OPTIMIZERS:
+                from ..config import closest
+
+                raise ValueError(f"optimizers: unknown optimizer {name!r};"
+                                 f"{closest(name, OPTIMIZERS.names())}")
+            if not isinstance(settings, dict):
+                raise ValueError(f"optimizers.{name}: expected a mapping of hyperparameters")
+        if self.lr_schedule.name not in SCHEDULES:
+            from ..config import closest
+
+            raise ValueError(f"lr_schedule: unknown schedule {self.lr_schedule.name!r};"
+                             f"{closest(self.lr_schedule.name, SCHEDULES.names())}")
+
+    @property
+    def primary_target(self) -> float:
+        return self.targets[-1]
+
+    def total_steps(self, batches_per_epoch: int) -> int:
+        return self.steps if self.steps is not None else self.epochs * batches_per_epoch
+
+    def evaluation_period(self, batches_per_epoch: int) -> int:
+        return self.eval_every or batches_per_epoch
+
+    def schedules(self) -> list[Schedule]:
+        return [SCHEDULES.get(self.lr_schedule.name)(**self.lr_schedule.options)]
+
+    def hyperparameters_for(self, method) -> dict[str, Any]:
+        return resolve_hyperparameters(method, self.optimizers)[0]
+
+    def replace(self, **changes: Any) -> Workload:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+
+WORKLOADS: Registry[Workload] = Registry("workload")
+
+
+def parse_workload(body: Any, *, name: str, source: str | None = None,
+                   path: tuple = ()) -> Workload:
+    if not isinstance(body, dict):
+        raise ConfigError("expected a mapping", source=source, path=path)
+    workload = parse(Workload, {"name": name, **body}, source=source, path=path)
+    schedule = workload.lr_schedule
+    try:
+        SCHEDULES.get(schedule.name)(**schedule.options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{err}", source=source, path=(*path, "lr_schedule")) from None
+    return workload
+
+
+def override(workload: Workload, changes: dict[str, Any], *, source: str | None = None,
+             path: tuple = ()) -> Workload:
+    """``workload`` with ``changes`` applied, validated as a whole (a budget given as ``steps``
+    replaces one given as ``epochs`` and vice versa)."""
+    body = {k: v for k, v in to_plain(workload).items() if k != "name"}
+    if "steps" in changes:
+        body["epochs"] = None
+    if "epochs" in changes:
+        body["steps"] = None
+    body.update(changes)
+    return parse_workload(body, name=changes.get("name", workload.name), source=source, path=path)
+
+
+def _load_shipped() -> None:
+    folder = resources.files(__name__)
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            name = entry.name.removesuffix(".yaml")
+            WORKLOADS.add(name, parse_workload(read_yaml(Path(str(entry))), name=name,
+                                               source=str(entry)))
+
+
+def get(name: str) -> Workload:
+    return WORKLOADS.get(name)
+
+
+def list_workloads() -> list[str]:
+    return WORKLOADS.names()
+
+
+def offline_workloads() -> list[str]:
+    """Workloads whose data ships with a dependency (scikit-learn): the embedded default."""
+    from ..data.fetch import BUNDLED
+
+    return [n for n in WORKLOADS.names() if WORKLOADS.get(n).dataset in BUNDLED]
+
+
+def epochs_of(steps: int, batches_per_epoch: int) -> float:
+    return steps / batches_per_epoch if batches_per_epoch else math.nan
+
+
+_load_shipped()
