@@ -37,7 +37,7 @@ class ConfigError(ValueError):
 def closest(name: object, choices: list[str]) -> str:
     matches = difflib.get_close_matches(str(name), choices, n=3, cutoff=0.5)
     hint = f" (did you mean {', '.join(map(repr, matches))}?)" if matches else ""
-    return f"{hint} allowed: {', '.join(choices) or '(none)'}"
+    return f"{hint}; allowed: {', '.join(choices) or '(none)'}"
 
 
 def field(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
@@ -96,7 +96,7 @@ def _check_value(value: Any, tp: Any, *, source: str | None, path: tuple, meta: 
         raise ConfigError(f"expected {_type_name(tp)}, got {value!r}", source=source, path=path)
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{value!r} is not allowed;{closest(value, [str(a) for a in args])}",
+            raise ConfigError(f"{value!r} is not allowed{closest(value, [str(a) for a in args])}",
                               source=source, path=path)
         return value
     if dataclasses.is_dataclass(tp):
@@ -148,7 +148,7 @@ def _check_value(value: Any, tp: Any, *, source: str | None, path: tuple, meta: 
         if choices is not None:
             allowed = choices()
             if value not in allowed:
-                raise ConfigError(f"unknown name {value!r};{closest(value, allowed)}",
+                raise ConfigError(f"unknown name {value!r}{closest(value, allowed)}",
                                   source=source, path=path)
         return value
     raise TypeError(f"unsupported annotation {tp!r} at {path}")  # a bug in a schema, not input

@@ -85,7 +85,7 @@ def check_method(method: MethodConfig, *, source: str | None = None, path: tuple
             if item.name not in registry:
                 from .config import closest
 
-                raise ConfigError(f"unknown {registry.kind} {item.name!r};"
+                raise ConfigError(f"unknown {registry.kind} {item.name!r}"
                                   f"{closest(item.name, registry.names())}", source=source,
                                   path=(*path, kind, i, "name"))
             allowed = _options_of(registry.get(item.name), skip)

@@ -48,7 +48,7 @@ class Plan:
 def _workload(entry: str | dict, *, source: str | None, path: tuple) -> Workload:
     if isinstance(entry, str):
         if entry not in workloads_module.WORKLOADS:
-            raise ConfigError(f"unknown workload {entry!r};"
+            raise ConfigError(f"unknown workload {entry!r}"
                               f"{closest(entry, workloads_module.list_workloads())}",
                               source=source, path=path)
         return workloads_module.get(entry)
@@ -61,7 +61,7 @@ def _workload(entry: str | dict, *, source: str | None, path: tuple) -> Workload
         return workloads_module.override(workloads_module.get(base), changes, source=source,
                                          path=path)
     if "base" in entry:
-        raise ConfigError(f"unknown workload {base!r};"
+        raise ConfigError(f"unknown workload {base!r}"
                           f"{closest(base, workloads_module.list_workloads())}",
                           source=source, path=(*path, "base"))
     return workloads_module.parse_workload({k: v for k, v in changes.items() if k != "name"},
@@ -71,7 +71,7 @@ def _workload(entry: str | dict, *, source: str | None, path: tuple) -> Workload
 def _method(entry: str | dict, *, source: str | None, path: tuple) -> MethodConfig:
     if isinstance(entry, str):
         if entry not in methods_module.METHODS:
-            raise ConfigError(f"unknown method {entry!r};"
+            raise ConfigError(f"unknown method {entry!r}"
                               f"{closest(entry, methods_module.list_methods())}",
                               source=source, path=path)
         return methods_module.get_method(entry)

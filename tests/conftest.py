@@ -2,6 +2,22 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA device (deselected where none is)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are deselected, not skipped, on machines without CUDA."""
+    if torch.cuda.is_available():
+        return
+    keep = [item for item in items if "cuda" not in item.keywords]
+    dropped = [item for item in items if "cuda" in item.keywords]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 @pytest.fixture

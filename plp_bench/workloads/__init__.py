@@ -60,14 +60,14 @@ class Workload:
             if name not in OPTIMIZERS:
                 from ..config import closest
 
-                raise ValueError(f"optimizers: unknown optimizer {name!r};"
+                raise ValueError(f"optimizers: unknown optimizer {name!r}"
                                  f"{closest(name, OPTIMIZERS.names())}")
             if not isinstance(settings, dict):
                 raise ValueError(f"optimizers.{name}: expected a mapping of hyperparameters")
         if self.lr_schedule.name not in SCHEDULES:
             from ..config import closest
 
-            raise ValueError(f"lr_schedule: unknown schedule {self.lr_schedule.name!r};"
+            raise ValueError(f"lr_schedule: unknown schedule {self.lr_schedule.name!r}"
                              f"{closest(self.lr_schedule.name, SCHEDULES.names())}")
 
     @property
