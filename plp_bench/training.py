@@ -209,6 +209,7 @@ def run(
     report_every = max(1, total_steps // 200)
     batches = iter(sampler)
     step = 0
+    model.train()
     while keep_going and step < total_steps:
         _, index = next(batches)
         schedules.apply(step)
@@ -216,7 +217,6 @@ def run(
         x, y = x_train[index], y_train[index]
         if fill is not None:
             x = random_crop_flip(x, augment_generator, fill=fill)
-        model.train()
         loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -233,9 +233,11 @@ def run(
             with evaluation_view(optimizer):
                 scores = evaluate(model, dataset.x_test, dataset.y_test, workload.eval_batch_size)
             test_at_epochs[str(step // per_epoch)] = 1.0 - scores.error
+            model.train()
         if step % period == 0 or step == total_steps:
             keep_going = record(step, loss_sum / loss_count)
             loss_sum, loss_count = 0.0, 0
+            model.train()
         if step % report_every == 0:
             report(step)
 

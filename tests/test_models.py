@@ -60,7 +60,7 @@ def test_deterministic_for_a_seed(name):
 
 
 def test_unknown_option_and_bad_shape():
-    with pytest.raises(ValueError, match="no option 'width'.*allowed: hidden, activation"):
+    with pytest.raises(ValueError, match=r"no option 'width'.*allowed: hidden, activation"):
         models.create("mlp", num_classes=2, input_shape=(4,), width=3)
     with pytest.raises(ValueError, match=r"takes inputs of shape \(1, 28, 28\)"):
         models.create("mnist1", num_classes=10, input_shape=(3, 32, 32))

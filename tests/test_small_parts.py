@@ -76,7 +76,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 def test_records_of_another_schema_are_refused(tmp_path):
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"schema_version": 99}))
-    with pytest.raises(results.ResultError, match="r.json: schema version 99"):
+    with pytest.raises(results.ResultError, match=r"r\.json: schema version 99"):
         results.load(path)
     path.write_text("{not json")
     with pytest.raises(results.ResultError, match="unreadable run record"):

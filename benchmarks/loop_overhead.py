@@ -1,0 +1,79 @@
+"""Cost of the harness's training loop against a minimal hand-written PyTorch loop.
+
+Both train the same workload's model with SGD for the same steps over the same seeded batches
+(the harness additionally runs its schedules, clock, divergence check and two evaluations).
+The goal is a per-step overhead within 5% (``track_overhead_ratio`` <= 1.05); ``time_*`` give
+the whole-run times including the fixed costs.
+"""
+
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from plp_bench import data, models, run, workloads
+from plp_bench.methods import get_method
+from plp_bench.training import stream_seed
+
+STEPS = 300
+
+
+def plain_loop(workload, dataset, seed: int, steps: int) -> float:
+    """The reference: the loop a person would write by hand (returns the last loss)."""
+    torch.manual_seed(stream_seed(seed, "init"))
+    model = models.create(workload.model, num_classes=dataset.num_classes,
+                          input_shape=dataset.input_shape, **workload.model_options)
+    hp = workload.optimizers["sgd"]
+    optimizer = torch.optim.SGD(model.parameters(), **hp)
+    sampler = iter(data.EpochSampler(len(dataset.y_train), workload.batch_size,
+                                     seed=stream_seed(seed, "batches")))
+    model.train()
+    for _ in range(steps):
+        _, index = next(sampler)
+        loss = F.cross_entropy(model(dataset.x_train[index]), dataset.y_train[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return loss.item()
+
+
+class LoopOverhead:
+    params = [["digits-mlp", "breast_cancer-mlp", "digits-cnn"]]
+    param_names = ["workload"]
+    timeout = 600
+    version = 1
+
+    def setup(self, name):
+        self.workload = workloads.override(workloads.get(name), {"steps": STEPS,
+                                                                 "eval_every": STEPS})
+        self.dataset = data.load(self.workload.dataset, seed=0)
+        self.method = get_method("sgd")
+
+    def time_harness_loop(self, name):
+        run(self.workload, self.method, 0, dataset=self.dataset)
+
+    def time_plain_loop(self, name):
+        plain_loop(self.workload, self.dataset, 0, STEPS)
+
+    def track_overhead_ratio(self, name):
+        """Marginal cost per step, harness over plain loop: each side's time for 2N steps minus
+        its time for N steps (fixed costs such as model creation and the final evaluations
+        cancel), median over interleaved repeats."""
+        long = self.workload.replace(steps=2 * STEPS, eval_every=2 * STEPS)
+
+        def seconds(fn) -> float:
+            start = time.perf_counter()
+            fn()
+            return time.perf_counter() - start
+
+        ratios = []
+        for _ in range(5):
+            plain = (seconds(lambda: plain_loop(long, self.dataset, 0, 2 * STEPS))
+                     - seconds(lambda: plain_loop(self.workload, self.dataset, 0, STEPS)))
+            harness = (seconds(lambda: run(long, self.method, 0, dataset=self.dataset))
+                       - seconds(lambda: run(self.workload, self.method, 0, dataset=self.dataset)))
+            ratios.append(harness / plain)
+        return statistics.median(ratios)
+
+    track_overhead_ratio.unit = "ratio"
