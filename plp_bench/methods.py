@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, field, parse, read_yaml
+from .config import ConfigError, closest, field, parse, read_yaml
 from .registry import Registry
 from .schedules import SCHEDULES, Schedule
 
@@ -83,8 +83,6 @@ def check_method(method: MethodConfig, *, source: str | None = None, path: tuple
                                         ("schedules", SCHEDULES, method.schedules, 0)):
         for i, item in enumerate(items):
             if item.name not in registry:
-                from .config import closest
-
                 raise ConfigError(f"unknown {registry.kind} {item.name!r}"
                                   f"{closest(item.name, registry.names())}", source=source,
                                   path=(*path, kind, i, "name"))

@@ -22,6 +22,7 @@ from . import methods as methods_module
 from . import workloads as workloads_module
 from .config import ConfigError, closest, field, parse, read_yaml
 from .methods import MethodConfig, check_method
+from .registry import Registry
 from .workloads import Workload
 
 
@@ -45,13 +46,17 @@ class Plan:
     data_dir: str | None
 
 
+def _registered(registry: Registry, name: str, *, source: str | None, path: tuple):
+    """``registry.get(name)``, with an unknown name reported as a :class:`ConfigError`."""
+    if name not in registry:
+        raise ConfigError(f"unknown {registry.kind} {name!r}{closest(name, registry.names())}",
+                          source=source, path=path)
+    return registry.get(name)
+
+
 def _workload(entry: str | dict, *, source: str | None, path: tuple) -> Workload:
     if isinstance(entry, str):
-        if entry not in workloads_module.WORKLOADS:
-            raise ConfigError(f"unknown workload {entry!r}"
-                              f"{closest(entry, workloads_module.list_workloads())}",
-                              source=source, path=path)
-        return workloads_module.get(entry)
+        return _registered(workloads_module.WORKLOADS, entry, source=source, path=path)
     if "name" not in entry:
         raise ConfigError("a workload mapping needs a 'name'", source=source, path=path)
     name = entry["name"]
@@ -61,20 +66,14 @@ def _workload(entry: str | dict, *, source: str | None, path: tuple) -> Workload
         return workloads_module.override(workloads_module.get(base), changes, source=source,
                                          path=path)
     if "base" in entry:
-        raise ConfigError(f"unknown workload {base!r}"
-                          f"{closest(base, workloads_module.list_workloads())}",
-                          source=source, path=(*path, "base"))
+        _registered(workloads_module.WORKLOADS, base, source=source, path=(*path, "base"))
     return workloads_module.parse_workload({k: v for k, v in changes.items() if k != "name"},
                                            name=name, source=source, path=path)
 
 
 def _method(entry: str | dict, *, source: str | None, path: tuple) -> MethodConfig:
     if isinstance(entry, str):
-        if entry not in methods_module.METHODS:
-            raise ConfigError(f"unknown method {entry!r}"
-                              f"{closest(entry, methods_module.list_methods())}",
-                              source=source, path=path)
-        return methods_module.get_method(entry)
+        return _registered(methods_module.METHODS, entry, source=source, path=path)
     method = parse(MethodConfig, entry, source=source, path=path)
     check_method(method, source=source, path=path)
     return method

@@ -10,15 +10,14 @@ configs may override any field (a small diff) and are validated the same way.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .. import data, models
-from ..config import ConfigError, field, parse, read_yaml, to_plain
-from ..methods import OPTIMIZERS, ComponentConfig, resolve_hyperparameters
+from ..config import ConfigError, closest, field, parse, read_yaml, to_plain
+from ..methods import OPTIMIZERS, ComponentConfig
 from ..registry import Registry
 from ..schedules import SCHEDULES, Schedule
 
@@ -58,15 +57,11 @@ class Workload:
             raise ValueError(f"targets must go from loosest to strictest, got {self.targets}")
         for name, settings in self.optimizers.items():
             if name not in OPTIMIZERS:
-                from ..config import closest
-
                 raise ValueError(f"optimizers: unknown optimizer {name!r}"
                                  f"{closest(name, OPTIMIZERS.names())}")
             if not isinstance(settings, dict):
                 raise ValueError(f"optimizers.{name}: expected a mapping of hyperparameters")
         if self.lr_schedule.name not in SCHEDULES:
-            from ..config import closest
-
             raise ValueError(f"lr_schedule: unknown schedule {self.lr_schedule.name!r}"
                              f"{closest(self.lr_schedule.name, SCHEDULES.names())}")
 
@@ -82,9 +77,6 @@ class Workload:
 
     def schedules(self) -> list[Schedule]:
         return [SCHEDULES.get(self.lr_schedule.name)(**self.lr_schedule.options)]
-
-    def hyperparameters_for(self, method) -> dict[str, Any]:
-        return resolve_hyperparameters(method, self.optimizers)[0]
 
     def replace(self, **changes: Any) -> Workload:
         return dataclasses.replace(self, **changes)
@@ -144,10 +136,6 @@ def offline_workloads() -> list[str]:
     from ..data.fetch import BUNDLED
 
     return [n for n in WORKLOADS.names() if WORKLOADS.get(n).dataset in BUNDLED]
-
-
-def epochs_of(steps: int, batches_per_epoch: int) -> float:
-    return steps / batches_per_epoch if batches_per_epoch else math.nan
 
 
 _load_shipped()
