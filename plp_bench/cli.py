@@ -97,11 +97,6 @@ def _cmd_run(args, out: Console, err: Console) -> int:
         seeds=getattr(args, "seeds", None), device=getattr(args, "device", None),
         results=getattr(args, "results", None), data_dir=getattr(args, "data_dir", None),
     )
-    if not config.workloads:
-        config = config.__class__(**{**config.__dict__,
-                                     "workloads": workloads.offline_workloads()})
-    if not config.methods:
-        config = config.__class__(**{**config.__dict__, "methods": methods.list_methods()})
     plan = resolve(config, source=source)
     resolve_device(plan.device)
     for dataset in sorted({w.dataset for w in plan.workloads}):

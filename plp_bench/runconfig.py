@@ -80,11 +80,14 @@ def _method(entry: str | dict, *, source: str | None, path: tuple) -> MethodConf
 
 
 def resolve(config: RunConfig, *, source: str | None = None) -> Plan:
-    """Turn names and diffs into validated workloads and methods."""
+    """Turn names and diffs into validated workloads and methods. No workloads means the
+    offline ones (the embedded default); no methods means every registered method."""
+    workload_entries = config.workloads or workloads_module.offline_workloads()
+    method_entries = config.methods or methods_module.list_methods()
     workloads = [_workload(e, source=source, path=("workloads", i))
-                 for i, e in enumerate(config.workloads)]
+                 for i, e in enumerate(workload_entries)]
     methods = [_method(e, source=source, path=("methods", i))
-               for i, e in enumerate(config.methods)]
+               for i, e in enumerate(method_entries)]
     for kind, items in (("workloads", workloads), ("methods", methods)):
         names = [x.name for x in items]
         duplicates = sorted({n for n in names if names.count(n) > 1})

@@ -1,4 +1,4 @@
-"""Small statistics for comparing runs: medians, quartiles, paired ratios, bootstrap intervals."""
+"""Small statistics for comparing runs: medians, paired ratios, bootstrap intervals."""
 
 from __future__ import annotations
 
@@ -10,13 +10,6 @@ import numpy as np
 
 def median(values: Sequence[float]) -> float | None:
     return float(np.median(values)) if len(values) else None
-
-
-def quartiles(values: Sequence[float]) -> tuple[float, float] | None:
-    if not len(values):
-        return None
-    q1, q3 = np.percentile(values, [25, 75])
-    return float(q1), float(q3)
 
 
 @dataclass(frozen=True)

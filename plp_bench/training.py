@@ -246,14 +246,15 @@ def run(
         model.load_state_dict(best["state"])
         scores = evaluate(model, dataset.x_test, dataset.y_test, workload.eval_batch_size)
         best_test = TestMetrics(1.0 - scores.error, scores.error, scores.top5_error, scores.loss)
-    config = run_config(workload, method, seed, str(device))
+    identity = run_config(workload, method, seed, str(device))
+    config = dict(identity)
     config["resolved"] = {"hyperparameters": to_plain(built.hyperparameters),
                           "tuned": built.tuned, "batch_size": batch_size,
                           "steps_per_epoch": per_epoch, "total_steps": total_steps,
                           "eval_every": period, "dataset": dataset.describe()}
     return RunResult(
         workload=workload.name, method=method.name, seed=seed, device=str(device),
-        config=config, config_hash=config_hash(run_config(workload, method, seed, str(device))),
+        config=config, config_hash=config_hash(identity),
         environment=environment.describe(device), curves=curves, targets=targets,
         steps_run=step, train_seconds=clock.seconds,
         wall_seconds=time.perf_counter() - wall_start,

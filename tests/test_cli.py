@@ -84,6 +84,6 @@ def test_debug_shows_traceback(tmp_path):
     assert result.returncode == 2 and "Traceback" in result.stderr
 
 
-def test_fetch_bundled_and_offline(tmp_path):
+def test_fetch_of_a_bundled_dataset_downloads_nothing(tmp_path):
     result = run_cli("data", "fetch", "digits")
     assert result.returncode == 0 and "ships with scikit-learn" in result.stdout

@@ -134,3 +134,10 @@ def test_random_run_configs_raise_only_config_errors(body):
     with contextlib.suppress(ConfigError):
         config, source = load_run_config(None, **body)
         resolve(config, source=source)
+
+
+def test_empty_run_config_is_the_embedded_default():
+    plan = resolve(load_run_config(None)[0])
+    assert [w.name for w in plan.workloads] == workloads.offline_workloads()
+    assert [m.name for m in plan.methods] == ["adam", "adamw", "sgd"]
+    assert plan.seeds == [0, 1, 2] and plan.device == "cpu"

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from helpers import tiny
 
-from plp_bench import data, models, run, training
+from benchmarks.loop_overhead import plain_loop
+from plp_bench import data, run, training
 from plp_bench.methods import MethodConfig, get_method
 from plp_bench.results import RunResult
-from plp_bench.training import stream_seed
 
 
 def curves_json(result: RunResult) -> str:
@@ -59,31 +59,13 @@ def test_methods_are_paired_by_seed():
     assert len(set(a.curves.train_loss[1:])) > 1  # different batches did go by
 
 
-def hand_written_loop(workload, seed, lr, momentum, steps):
-    """A minimal PyTorch loop over the same seeds, the reference for the harness's loop."""
-    ds = data.load(workload.dataset, seed=seed, val_fraction=workload.val_fraction)
-    torch.manual_seed(stream_seed(seed, "init"))
-    model = models.create(workload.model, num_classes=ds.num_classes, input_shape=ds.input_shape,
-                          **workload.model_options)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    batches = iter(data.EpochSampler(len(ds.y_train), workload.batch_size,
-                                     seed=stream_seed(seed, "batches")))
-    for _ in range(steps):
-        _, idx = next(batches)
-        loss = F.cross_entropy(model(ds.x_train[idx]), ds.y_train[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    with torch.no_grad():
-        return F.cross_entropy(model(ds.x_val), ds.y_val).item()
-
-
 def test_loop_equals_a_plain_pytorch_loop():
     workload = tiny(steps=30, eval_every=30)
     result = run(workload, get_method("sgd"), seed=5)
-    hp = workload.optimizers["sgd"]
-    expected = hand_written_loop(workload, 5, hp["lr"], hp["momentum"], 30)
+    dataset = data.load(workload.dataset, seed=5, val_fraction=workload.val_fraction)
+    model = plain_loop(workload, dataset, 5, 30).eval()
+    with torch.no_grad():
+        expected = F.cross_entropy(model(dataset.x_val), dataset.y_val).item()
     assert result.curves.val_loss[-1] == pytest.approx(expected, rel=1e-6, abs=1e-7)
 
 

@@ -75,17 +75,6 @@ CATALOG: dict[str, DatasetFiles] = {
     )),
 }
 
-# Other archives a user may already have; the loaders read them, fetch never writes them.
-KNOWN_ARCHIVES: dict[str, RemoteFile] = {
-    "cifar-10-python.tar.gz": RemoteFile("cifar-10-python.tar.gz",
-                                         f"{_CIFAR}/cifar-10-python.tar.gz", "md5",
-                                         "c58f30108f718f92721af3b95e74349a"),
-    "cifar-100-python.tar.gz": RemoteFile("cifar-100-python.tar.gz",
-                                          f"{_CIFAR}/cifar-100-python.tar.gz", "md5",
-                                          "eb9058c3a382ffc7106e4002c42a8d85"),
-}
-
-
 def data_root(root: str | os.PathLike[str] | None = None) -> Path:
     """The data root: ``root`` if given, else ``$PLP_BENCH_DATA``, else ``~/.cache/plp-bench``."""
     if root is not None:

@@ -81,9 +81,6 @@ class Workload:
     def replace(self, **changes: Any) -> Workload:
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, Any]:
-        return to_plain(self)
-
 
 WORKLOADS: Registry[Workload] = Registry("workload")
 
