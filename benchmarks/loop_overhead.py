@@ -19,24 +19,32 @@ from plp_bench.training import stream_seed
 STEPS = 300
 
 
-def plain_loop(workload, dataset, seed: int, steps: int) -> torch.nn.Module:
+def plain_loop(workload, dataset, seed: int, steps: int, make_optimizer=None) -> torch.nn.Module:
     """The reference: the loop a person would write by hand, with the harness's seed streams
-    so it sees the same initial weights and batches (returns the trained model). The tests
-    also check the harness's results against it."""
+    so it sees the same initial weights and batches (returns the trained model). The optimizer
+    is the workload's SGD unless ``make_optimizer(params)`` builds another. The tests also
+    check the harness's results against it."""
     torch.manual_seed(stream_seed(seed, "init"))
     model = models.create(workload.model, num_classes=dataset.num_classes,
                           input_shape=dataset.input_shape, **workload.model_options)
-    hp = workload.optimizers["sgd"]
-    optimizer = torch.optim.SGD(model.parameters(), **hp)
+    params = model.parameters()
+    if make_optimizer is None:
+        optimizer = torch.optim.SGD(params, **workload.optimizers["sgd"])
+    else:
+        optimizer = make_optimizer(params)
     sampler = iter(data.EpochSampler(len(dataset.y_train), workload.batch_size,
                                      seed=stream_seed(seed, "batches")))
     model.train()
     for _ in range(steps):
         _, index = next(sampler)
-        loss = F.cross_entropy(model(dataset.x_train[index]), dataset.y_train[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+
+        def closure(index=index):
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(dataset.x_train[index]), dataset.y_train[index])
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
     return model
 
 

@@ -7,8 +7,9 @@
 
 __version__ = "0.1.0"
 
+from .plp import PLP
 from .results import RunResult
 from .sweeps import sweep
 from .training import run
 
-__all__ = ["RunResult", "__version__", "run", "sweep"]
+__all__ = ["PLP", "RunResult", "__version__", "run", "sweep"]

@@ -6,7 +6,8 @@ Three registries are the extension points; the training loop knows none of their
   ``(params, **hyperparameters) -> torch.optim.Optimizer`` with the defaults used when a
   workload was not tuned for it.
 * ``WRAPPERS``: ``(optimizer, **options) -> optimizer-like`` objects that hold the wrapped
-  optimizer and forward ``param_groups`` (PLP, XGrad, weight jumps).
+  optimizer and forward ``param_groups``: ``plp`` (:class:`plp_bench.plp.PLP`) and ``xgrad``
+  (:class:`baselines.xgrad.WeightPrediction`). They stack in the order listed.
 * ``SCHEDULES`` (:mod:`plp_bench.schedules`): per-step values of one param-group field.
 
 A named method (``METHODS``, read from the ``methods.yaml`` shipped in the package) is a
@@ -24,7 +25,10 @@ from typing import Any
 
 import torch
 
+from baselines.xgrad import WeightPrediction
+
 from .config import ConfigError, closest, field, parse, read_yaml
+from .plp import PLP
 from .registry import Registry
 from .schedules import SCHEDULES, Schedule
 
@@ -43,6 +47,8 @@ WRAPPERS: Registry[Callable[..., Any]] = Registry("wrapper")
 OPTIMIZERS.add("sgd", OptimizerSpec(torch.optim.SGD, {"lr": 0.01, "momentum": 0.9}))
 OPTIMIZERS.add("adam", OptimizerSpec(torch.optim.Adam, {"lr": 1e-3}))
 OPTIMIZERS.add("adamw", OptimizerSpec(torch.optim.AdamW, {"lr": 1e-3, "weight_decay": 1e-2}))
+WRAPPERS.add("plp", PLP)
+WRAPPERS.add("xgrad", WeightPrediction)
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,29 @@ def check_method(method: MethodConfig, *, source: str | None = None, path: tuple
                     raise ConfigError(f"{registry.kind} {item.name!r} has no option {key!r}; "
                                       f"allowed: {', '.join(allowed) or '(none)'}",
                                       source=source, path=(*path, kind, i, "options", key))
+    _check_values(method, source=source, path=path)
+
+
+def _check_values(method: MethodConfig, *, source: str | None, path: tuple) -> None:
+    """Build the method once over a one-element parameter, so that a bad value (a negative
+    step size, a cycle of 2) is reported with its key before any training starts."""
+    spec = OPTIMIZERS.get(method.optimizer)
+    probe = [torch.nn.Parameter(torch.zeros(1))]
+    try:
+        optimizer = spec.factory(probe, **{**spec.defaults, **method.hyperparameters})
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{method.optimizer}: {err}", source=source,
+                          path=(*path, "hyperparameters")) from None
+    for i, wrapper in enumerate(method.wrappers):
+        try:
+            optimizer = WRAPPERS.get(wrapper.name)(optimizer, **wrapper.options)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(str(err), source=source, path=(*path, "wrappers", i)) from None
+    for i, schedule in enumerate(method.schedules):
+        try:
+            SCHEDULES.get(schedule.name)(**schedule.options)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(str(err), source=source, path=(*path, "schedules", i)) from None
 
 
 def resolve_hyperparameters(

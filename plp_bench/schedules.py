@@ -11,6 +11,11 @@ started with, so one mechanism serves learning-rate schedules and momentum sched
   steps, falls back over as many, and repeats:
   ``cycle = floor(1 + t / (2 s))``, ``x = |t / s - 2 cycle + 1|``,
   ``value = low * initial + (initial - low * initial) * max(0, 1 - x)``.
+* ``demon``: decaying momentum (Chen et al., ICASSP 2022), :func:`baselines.demon.demon_momentum`
+  from ``beta_init`` (default: the momentum the optimizer started with) to 0 at the last step.
+
+The field ``momentum`` means SGD's ``momentum`` or Adam's ``betas[0]``, whichever the group
+has; ``beta1`` always means ``betas[0]``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from baselines.demon import demon_momentum, get_momentum, set_momentum
 
 from .registry import Registry
 
@@ -64,16 +71,36 @@ class Cyclic(Schedule):
         return low + (initial - low) * max(0.0, 1.0 - x)
 
 
+@SCHEDULES.register("demon")
+@dataclass(frozen=True)
+class Demon(Schedule):
+    beta_init: float | None = None
+    field: str = "momentum"
+
+    def __post_init__(self) -> None:
+        if self.beta_init is not None and not 0.0 <= self.beta_init < 1.0:
+            raise ValueError(f"demon: beta_init must be in [0, 1), got {self.beta_init!r}")
+
+    def __call__(self, initial: float, step: int, total_steps: int) -> float:
+        beta_init = initial if self.beta_init is None else self.beta_init
+        return demon_momentum(beta_init, step, total_steps)
+
+
 def get_field(group: dict, field: str) -> float:
-    """A param-group value; ``beta1`` names ``betas[0]`` (Adam's momentum)."""
+    """A param-group value; ``beta1`` names ``betas[0]``, ``momentum`` whichever momentum the
+    group has (a ``ValueError`` names what it has when there is none)."""
     if field == "beta1":
         return group["betas"][0]
+    if field == "momentum":
+        return get_momentum(group)
     return group[field]
 
 
 def set_field(group: dict, field: str, value: float) -> None:
     if field == "beta1":
         group["betas"] = (value, *group["betas"][1:])
+    elif field == "momentum":
+        set_momentum(group, value)
     else:
         group[field] = value
 
@@ -87,9 +114,12 @@ class ScheduleRunner:
         self.total_steps = total_steps
         for s in self.schedules:
             for group in optimizer.param_groups:
-                if s.field != "beta1" and s.field not in group:
+                try:
+                    get_field(group, s.field)
+                except (KeyError, ValueError):
+                    keys = ", ".join(sorted(k for k in group if k != "params"))
                     raise ValueError(f"schedule field {s.field!r} is not a hyperparameter of "
-                                     f"this optimizer ({', '.join(sorted(group))})")
+                                     f"this optimizer ({keys})") from None
         self.initial = [
             {s.field: get_field(g, s.field) for s in self.schedules} for g in optimizer.param_groups
         ]

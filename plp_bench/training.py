@@ -5,9 +5,11 @@ Protocol (AlgoPerf-style time to target, the PLP paper's metrics):
 1. The seed fixes the validation split, the initial weights, the batch order and the
    augmentation, each from its own stream, so every method sees the same init and the same
    batches for a seed (comparisons are paired by seed). On CPU a seed is bit-reproducible.
-2. Each step: apply schedules, draw the batch, forward, loss, backward, ``optimizer.step()``.
-   The training clock covers exactly this and nothing else; on CUDA it is read after
-   synchronising.
+2. Each step: apply schedules, draw the batch, then ``optimizer.step(closure)`` with a closure
+   that zeroes the gradients, runs forward and backward and returns the loss (the protocol of
+   ``torch.optim``, so methods that evaluate gradients elsewhere, such as weight prediction,
+   need no special case). The training clock covers exactly this and nothing else; on CUDA it
+   is read after synchronising.
 3. Every evaluation period (and at step 0 and at the end), the clock is paused and the model is
    scored on the validation split. A target is reached at the first evaluation whose validation
    error is at or below it; its steps and training seconds are recorded.
@@ -217,10 +219,14 @@ def run(
         x, y = x_train[index], y_train[index]
         if fill is not None:
             x = random_crop_flip(x, augment_generator, fill=fill)
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+
+        def closure(x=x, y=y):
+            optimizer.zero_grad(set_to_none=True)
+            batch_loss = F.cross_entropy(model(x), y)
+            batch_loss.backward()
+            return batch_loss
+
+        loss = optimizer.step(closure)
         clock.stop()
         step += 1
         loss_value = loss.item()

@@ -8,7 +8,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plp_bench import workloads
+from plp_bench import methods, workloads
 from plp_bench.config import ConfigError, read_yaml, to_plain
 from plp_bench.runconfig import load_run_config, resolve
 
@@ -69,7 +69,7 @@ def test_nested_key_path_in_run_config(tmp_path):
 
 @pytest.mark.parametrize("body, message", [
     ({"methods": ["sgd", "sdg"]},
-     "methods.1: unknown method 'sdg' (did you mean 'sgd'?); allowed: adam, adamw, sgd"),
+     "methods.1: unknown method 'sdg' (did you mean 'sgd'?); allowed: adam, adamw, demon"),
     ({"methods": [{"name": "m", "optimizer": "sgd", "hyperparameters": {"lr_": 1}}]},
      "methods.0.hyperparameters.lr_: sgd has no hyperparameter 'lr_'"),
     ({"methods": [{"name": "m", "optimizer": "sgd", "wrappers": [{"name": "nope"}]}]},
@@ -77,6 +77,18 @@ def test_nested_key_path_in_run_config(tmp_path):
     ({"methods": [{"name": "m", "optimizer": "sgd", "schedules": [{"name": "cyclic",
                                                                    "options": {"hi": 1}}]}]},
      "schedule 'cyclic' has no option 'hi'"),
+    ({"methods": [{"name": "m", "optimizer": "sgd", "wrappers": [{"name": "plp",
+                                                                  "options": {"cycle": 2}}]}]},
+     "methods.0.wrappers.0: PLP: cycle must be an integer >= 3 (three points per prediction), "
+     "got 2"),
+    ({"methods": [{"name": "m", "optimizer": "adam", "wrappers": [
+        {"name": "xgrad"}, {"name": "plp", "options": {"step": -2}}]}]},
+     "methods.0.wrappers.1: PLP: step must be a finite number >= 0, got -2"),
+    ({"methods": [{"name": "m", "optimizer": "sgd", "schedules": [
+        {"name": "demon", "options": {"beta_init": 1.5}}]}]},
+     "methods.0.schedules.0: demon: beta_init must be in [0, 1), got 1.5"),
+    ({"methods": [{"name": "m", "optimizer": "sgd", "hyperparameters": {"lr": -1}}]},
+     "methods.0.hyperparameters: sgd: Invalid learning rate: -1"),
     ({"seeds": 0}, "seeds: 0 is below the minimum 1"),
     ({"seeds": [1, 1]}, "seeds: give distinct non-negative seeds"),
     ({"workloads": ["digits-mlp", "digits-mlp"]}, "workloads: listed twice: digits-mlp"),
@@ -139,5 +151,5 @@ def test_random_run_configs_raise_only_config_errors(body):
 def test_empty_run_config_is_the_embedded_default():
     plan = resolve(load_run_config(None)[0])
     assert [w.name for w in plan.workloads] == workloads.offline_workloads()
-    assert [m.name for m in plan.methods] == ["adam", "adamw", "sgd"]
+    assert [m.name for m in plan.methods] == methods.list_methods()
     assert plan.seeds == [0, 1, 2] and plan.device == "cpu"
