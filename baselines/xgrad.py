@@ -76,19 +76,26 @@ class WeightPrediction(OptimizerWrapper):
 
     @torch.no_grad()
     def predict(self, group: dict[str, Any]) -> None:
-        """Move the group's parameters to :math:`\\hat\\theta` in place."""
+        """Move the group's parameters to :math:`\\hat\\theta` in place (multi-tensor ops)."""
         horizon = group["prediction_horizon"]
         state = self.innermost().state
-        for p in group["params"]:
-            if not p.requires_grad:
-                continue
-            if self._is_sgd:
-                velocity = (state[p].get("momentum_buffer") if group["momentum"] != 0
-                            else self.state[p].get(_LAST_DIRECTION))
-                if velocity is not None:
-                    p.add_(velocity, alpha=-horizon * group["lr"])
-            elif state[p]:
-                _predict_adam(p, state[p], group, horizon)
+        params = [p for p in group["params"] if p.requires_grad]
+        if self._is_sgd:
+            if group["momentum"] != 0:
+                moving = [(p, state[p].get("momentum_buffer")) for p in params]
+            else:
+                moving = [(p, self.state[p].get(_LAST_DIRECTION)) for p in params]
+            moving = [(p, v) for p, v in moving if v is not None]
+            if moving:
+                torch._foreach_add_([p for p, _ in moving], [v for _, v in moving],
+                                    alpha=-horizon * group["lr"])
+            return
+        by_step: dict[float, list[torch.Tensor]] = {}
+        for p in params:
+            if state[p]:
+                by_step.setdefault(float(state[p]["step"]), []).append(p)
+        for t, same_step in by_step.items():
+            _predict_adam(same_step, [state[p] for p in same_step], group, horizon, t)
 
     def _remember_plain_sgd_direction(self) -> None:
         """For SGD without momentum: keep ``g + weight_decay * theta`` (``-g`` with
@@ -115,17 +122,21 @@ class WeightPrediction(OptimizerWrapper):
         return buffer
 
 
-def _predict_adam(p: torch.Tensor, state: dict[str, Any], group: dict[str, Any],
-                  horizon: float) -> None:
+def _predict_adam(params: list[torch.Tensor], states: list[dict[str, Any]],
+                  group: dict[str, Any], horizon: float, t: float) -> None:
+    """``theta -= s lr (m_hat / (sqrt(v_hat) + eps) [+ wd theta])`` for parameters at step t,
+    with the bias corrections folded in as torch's Adam does:
+    ``m_hat / (sqrt(v_hat) + eps) = (m / bc1) / (sqrt(v) / sqrt(bc2) + eps)``."""
     beta1, beta2 = group["betas"]
-    t = float(state["step"])
     lr = group["lr"]
-    decoupled = group.get("decoupled_weight_decay", False)
-    if decoupled and group["weight_decay"] != 0:
-        p.mul_(1 - horizon * lr * group["weight_decay"])
-    second = state["max_exp_avg_sq"] if group.get("amsgrad", False) else state["exp_avg_sq"]
-    denom = (second / (1 - beta2 ** t)).sqrt_().add_(group["eps"])
-    p.addcdiv_(state["exp_avg"], denom, value=-horizon * lr / (1 - beta1 ** t))
+    if group.get("decoupled_weight_decay", False) and group["weight_decay"] != 0:
+        torch._foreach_mul_(params, 1 - horizon * lr * group["weight_decay"])
+    key = "max_exp_avg_sq" if group.get("amsgrad", False) else "exp_avg_sq"
+    denom = torch._foreach_sqrt([s[key] for s in states])
+    torch._foreach_div_(denom, math.sqrt(1 - beta2 ** t))
+    torch._foreach_add_(denom, group["eps"])
+    torch._foreach_addcdiv_(params, [s["exp_avg"] for s in states], denom,
+                            value=-horizon * lr / (1 - beta1 ** t))
 
 
 def _check_horizon(horizon: float) -> None:

@@ -1,0 +1,100 @@
+"""Per-step cost and held memory of every registered method's update.
+
+Parameters are those of a small MLP, a CIFAR ResNet18 and a CIFAR VGG16. Each timed call is
+one PLP cycle (3 steps), so PLP's amortised cost is what is timed. Two views of the time:
+
+* the update alone, on synthetic gradients (``time_update``, ``track_update_time_ratio``):
+  what the method itself costs;
+* whole training steps, forward and backward on a fixed random batch included
+  (``track_training_step_ratio``): what the method costs a training run.
+
+Goals: PLP's amortised per-step time within 5% of its bare optimizer's and extra memory within
+1.1x of the parameter bytes (``track_extra_memory_ratio``). Every ratio is the method over its
+bare base optimizer (same hyperparameters, no wrappers or schedules), median over interleaved
+repeats within one process, so machine noise cancels.
+"""
+
+import statistics
+import time
+
+from plp_bench.method_cost import PARAMETER_SETS, StepBench, held_bytes, parameter_bytes
+from plp_bench.methods import METHODS, MethodConfig, get_method, list_methods
+
+TRAINING_BATCH = 32
+
+
+def bare(method_name: str) -> MethodConfig:
+    """The method's base optimizer alone, with its hyperparameters: the reference."""
+    method = get_method(method_name)
+    return MethodConfig(name=f"bare-{method.optimizer}", optimizer=method.optimizer,
+                        hyperparameters=method.hyperparameters)
+
+
+def median_ratio(method: StepBench, reference: StepBench, repeats: int) -> float:
+    def seconds(bench: StepBench) -> float:
+        start = time.perf_counter()
+        bench.steps()
+        return time.perf_counter() - start
+
+    return statistics.median(seconds(method) / seconds(reference) for _ in range(repeats))
+
+
+COMPOSED = [n for n in list_methods() if METHODS.get(n).wrappers or METHODS.get(n).schedules]
+
+
+class UpdateTime:
+    params = [list(PARAMETER_SETS), list_methods()]
+    param_names = ["parameters", "method"]
+    timeout = 300
+    version = 1
+
+    def setup(self, parameters, method):
+        self.bench = StepBench.build(get_method(method), parameters)
+        self.bench.steps()  # allocate state outside the timing
+
+    def time_update(self, parameters, method):
+        self.bench.steps()
+
+
+class UpdateOverhead:
+    params = [list(PARAMETER_SETS), COMPOSED]
+    param_names = ["parameters", "method"]
+    timeout = 600
+    version = 1
+
+    def setup(self, parameters, method):
+        self.method = StepBench.build(get_method(method), parameters)
+        self.reference = StepBench.build(bare(method), parameters)
+        self.method.steps()
+        self.reference.steps()
+
+    def track_update_time_ratio(self, parameters, method):
+        return median_ratio(self.method, self.reference, 15)
+
+    track_update_time_ratio.unit = "ratio"
+
+    def track_extra_memory_ratio(self, parameters, method):
+        """(Bytes the method holds - bytes its bare optimizer holds) / parameter bytes."""
+        extra = (held_bytes(self.method.optimizer, self.method.params)
+                 - held_bytes(self.reference.optimizer, self.reference.params))
+        return extra / parameter_bytes(self.method.params)
+
+    track_extra_memory_ratio.unit = "ratio"
+
+
+class TrainingStepOverhead:
+    params = [["mlp", "resnet18"], COMPOSED]
+    param_names = ["parameters", "method"]
+    timeout = 900
+    version = 1
+
+    def setup(self, parameters, method):
+        self.method = StepBench.build(get_method(method), parameters, batch_size=TRAINING_BATCH)
+        self.reference = StepBench.build(bare(method), parameters, batch_size=TRAINING_BATCH)
+        self.method.steps()
+        self.reference.steps()
+
+    def track_training_step_ratio(self, parameters, method):
+        return median_ratio(self.method, self.reference, 5)
+
+    track_training_step_ratio.unit = "ratio"

@@ -1,0 +1,138 @@
+"""What a method costs per step and in memory, apart from the forward and backward passes.
+
+The update rules are measured on the parameter sets of real backbones with synthetic
+gradients (seeded), so no training happens: ``StepBench`` holds a built method and runs whole
+cycles of it, and :func:`held_bytes` counts the tensors a method keeps. The asv suite in
+``benchmarks/step_cost.py`` and the tests use these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from . import models
+from .methods import MethodConfig, build_method
+from .schedules import ScheduleRunner
+
+# (model, classes, input shape) of the parameter sets named in the step-cost goals
+PARAMETER_SETS: dict[str, tuple[str, int, tuple[int, ...]]] = {
+    "mlp": ("mlp", 10, (64,)),
+    "resnet18": ("resnet18", 10, (3, 32, 32)),
+    "vgg16": ("vgg16", 10, (3, 32, 32)),
+}
+
+# Steps per measured call: PLP's cycle, so its amortised cost is what is timed.
+STEPS_PER_CALL = 3
+
+
+def _model(name: str, seed: int) -> torch.nn.Module:
+    model_name, classes, shape = PARAMETER_SETS[name]
+    torch.manual_seed(seed)
+    return models.create(model_name, num_classes=classes, input_shape=shape)
+
+
+def parameter_set(name: str, seed: int = 0) -> list[torch.nn.Parameter]:
+    """The parameters of backbone ``name``, each with a seeded random gradient."""
+    params = list(_model(name, seed).parameters())
+    generator = torch.Generator().manual_seed(seed + 1)
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=generator) * 1e-3
+    return params
+
+
+def _keep_gradients():
+    """A closure for wrappers that need one: the synthetic gradients stay as they are."""
+    return None
+
+
+def _training_closure(model: torch.nn.Module, name: str, batch_size: int, seed: int,
+                      optimizer: Any) -> Callable[[], torch.Tensor]:
+    """Forward and backward of ``model`` on one fixed random batch."""
+    _, classes, shape = PARAMETER_SETS[name]
+    generator = torch.Generator().manual_seed(seed + 2)
+    x = torch.randn((batch_size, *shape), generator=generator)
+    y = torch.randint(0, classes, (batch_size,), generator=generator)
+    model.train()
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    return closure
+
+
+@dataclass
+class StepBench:
+    """A built method over a parameter set. Stepped on the synthetic gradients alone (the
+    update's own cost), or with ``batch_size`` set, as whole training steps on a random batch
+    (forward, backward and update)."""
+
+    optimizer: Any
+    schedules: ScheduleRunner
+    params: list[torch.nn.Parameter]
+    closure: Callable[[], Any]
+    step_count: int = 0
+
+    @classmethod
+    def build(cls, method: MethodConfig, parameters: str, *, batch_size: int | None = None,
+              seed: int = 0, total_steps: int = 10_000) -> StepBench:
+        if batch_size is None:
+            params = parameter_set(parameters, seed)
+        else:
+            model = _model(parameters, seed)
+            params = list(model.parameters())
+        built = build_method(method, params, tuned={})
+        closure = (_keep_gradients if batch_size is None
+                   else _training_closure(model, parameters, batch_size, seed, built.optimizer))
+        return cls(built.optimizer, ScheduleRunner(built.optimizer, built.schedules, total_steps),
+                   params, closure)
+
+    def steps(self, count: int = STEPS_PER_CALL) -> None:
+        for _ in range(count):
+            self.schedules.apply(self.step_count)
+            self.optimizer.step(self.closure)
+            self.step_count += 1
+
+
+def held_bytes(optimizer: Any, params: Iterable[torch.Tensor]) -> int:
+    """Bytes of the distinct tensors an optimizer (and every optimizer it wraps) holds,
+    parameters and gradients excluded: its state, buffers and scratch copies."""
+    excluded = set()
+    for p in params:
+        excluded.add(p.untyped_storage().data_ptr())
+        if p.grad is not None:
+            excluded.add(p.grad.untyped_storage().data_ptr())
+    seen: dict[int, int] = {}
+    visited: set[int] = set()
+
+    def walk(obj: Any) -> None:
+        if id(obj) in visited:
+            return
+        visited.add(id(obj))
+        if torch.is_tensor(obj):
+            storage = obj.untyped_storage()
+            if storage.data_ptr() not in excluded:
+                seen[storage.data_ptr()] = storage.nbytes()
+        elif isinstance(obj, dict):
+            for value in obj.values():
+                walk(value)
+        elif isinstance(obj, (list, tuple, set)):
+            for value in obj:
+                walk(value)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            for value in vars(obj).values():
+                walk(value)
+
+    walk(optimizer)
+    return sum(seen.values())
+
+
+def parameter_bytes(params: Iterable[torch.Tensor]) -> int:
+    return sum(p.numel() * p.element_size() for p in params)
