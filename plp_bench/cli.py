@@ -1,7 +1,7 @@
 """The ``plp-bench`` command line.
 
 ``plp-bench`` alone runs the embedded default: the offline workloads (data bundled with
-scikit-learn) with every registered method and 3 seeds. User mistakes (a bad config, an
+scikit-learn) with every method of the default run and 3 seeds. User mistakes (a bad config, an
 unknown name, a missing data file, no CUDA) print one message and exit non-zero without a
 traceback; ``--debug`` shows it.
 """
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workload", action="append", metavar="NAME",
                      help="workload to run (repeatable); default: the offline workloads")
     run.add_argument("--method", action="append", metavar="NAME",
-                     help="method to run (repeatable); default: every registered method")
+                     help="method to run (repeatable); default: the methods of the default run")
     run.add_argument("--seeds", type=int, metavar="N", help="number of seeds (default 3)")
     run.add_argument("--device", help="cpu or cuda[:N] (default cpu)")
     run.add_argument("--results", metavar="DIR", help="where run records go (default results)")
@@ -49,6 +49,23 @@ def _parser() -> argparse.ArgumentParser:
     lister = sub.add_parser("list", help="list registered names")
     lister.add_argument("kind", nargs="?", default="all",
                         choices=["all", "workloads", "methods", "datasets", "models"])
+
+    ode = sub.add_parser("ode-table", help="the linear-model ODE paper's table: time to "
+                         "training accuracy, gradient descent vs the linearised network's ODE")
+    ode.add_argument("--workload", action="append", metavar="NAME",
+                     help="an MLP workload (repeatable); default: banknote-mlp and magic-mlp")
+    ode.add_argument("--lr", action="append", type=float, metavar="ETA",
+                     help="learning rate (repeatable); default: the workload's gd rate and "
+                     "a tenth of it")
+    ode.add_argument("--threshold", action="append", type=float, metavar="ACC",
+                     help="training-accuracy threshold (repeatable); default 0.80 0.85 0.90 0.95")
+    ode.add_argument("--max-steps", type=int, metavar="N",
+                     help="budget in GD steps / ODE time (default: the workload's)")
+    ode.add_argument("--solver", default="bdf", help="bdf (default), lsoda, radau or rk45")
+    ode.add_argument("--space", default="auto", choices=["auto", "parameter", "function"])
+    ode.add_argument("--seed", type=int, default=0)
+    ode.add_argument("--data-dir", metavar="DIR")
+    ode.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
 
     data_cmd = sub.add_parser("data", help="dataset files")
     data_sub = data_cmd.add_subparsers(dest="data_command", required=True)
@@ -117,7 +134,58 @@ def _cmd_run(args, out: Console, err: Console) -> int:
               f"{len(report.failed)} failed.", highlight=False)
     for task, error in report.failed:
         out.print(f"  failed: {task.label}: {error}", highlight=False)
+    for workload_name, method_name, backbones in report.not_applicable:
+        out.print(f"  not run: {method_name} does not apply to {workload_name} (backbones: "
+                  f"{', '.join(backbones)})", highlight=False)
     return 1 if report.failed else 0
+
+
+def _cmd_ode_table(args, out: Console, err: Console) -> int:
+    from dataclasses import asdict
+
+    from .ode_table import PAPER_THRESHOLDS, compare, table
+    from .results import write_json_atomic
+    from .solvers import SOLVERS
+
+    names = args.workload or ["banknote-mlp", "magic-mlp"]
+    chosen = [workloads.get(name) for name in names]
+    for workload in chosen:
+        if workload.model != "mlp":
+            raise ConfigError(f"the ODE table linearises MLPs; {workload.name} uses "
+                              f"{workload.model!r}", path=("--workload",))
+        data.check_available(workload.dataset, args.data_dir)
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ConfigError(f"{args.max_steps} is below the minimum 1", path=("--max-steps",))
+    for value in (args.lr or []):
+        if not value > 0:
+            raise ConfigError(f"{value} is not a learning rate > 0", path=("--lr",))
+    thresholds = tuple(args.threshold or PAPER_THRESHOLDS)
+    if any(not 0 < t <= 1 for t in thresholds):
+        raise ConfigError("thresholds are training accuracies in (0, 1]", path=("--threshold",))
+    try:
+        solver = SOLVERS.get(args.solver)(space=args.space)
+    except UnknownNameError as error:
+        raise ConfigError(str(error), path=("--solver",)) from None
+    results = []
+    for workload in chosen:
+        tuned = workload.optimizers.get("gd", {}).get("lr", methods.OPTIMIZERS.get("gd")
+                                                      .defaults["lr"])
+        for lr in args.lr or [tuned, tuned / 10]:
+            with err.status(f"{workload.name}, eta = {lr:g}: gradient descent and the ODE ..."):
+                try:
+                    comparison = compare(workload, lr, seed=args.seed, solver=solver,
+                                         thresholds=thresholds, max_steps=args.max_steps,
+                                         data_root=args.data_dir)
+                except MemoryError as error:
+                    err.print(f"[red]refused:[/] {escape(str(error))}", highlight=False)
+                    return 1
+            results.append(comparison)
+            out.print(table(comparison))
+            out.print()
+    if args.json:
+        write_json_atomic(args.json, [asdict(c) for c in results])
+        out.print(f"numbers written to {args.json}", highlight=False)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list(args.kind, out)
         if args.command == "data":
             return _cmd_fetch(args, out)
+        if args.command == "ode-table":
+            return _cmd_ode_table(args, out, err)
     except (ConfigError, UnknownNameError, DeviceError) as error:
         if args.debug:
             traceback.print_exc()

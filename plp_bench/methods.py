@@ -27,10 +27,12 @@ import torch
 
 from baselines.xgrad import WeightPrediction
 
+from . import models as models_module
 from .config import ConfigError, closest, field, parse, read_yaml
 from .plp import PLP
 from .registry import Registry
 from .schedules import SCHEDULES, Schedule
+from .solvers import SOLVERS
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -45,6 +47,8 @@ OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
 WRAPPERS: Registry[Callable[..., Any]] = Registry("wrapper")
 
 OPTIMIZERS.add("sgd", OptimizerSpec(torch.optim.SGD, {"lr": 0.01, "momentum": 0.9}))
+# plain gradient descent, tuned apart from SGD because full-batch methods use it
+OPTIMIZERS.add("gd", OptimizerSpec(torch.optim.SGD, {"lr": 0.1, "momentum": 0.0}))
 OPTIMIZERS.add("adam", OptimizerSpec(torch.optim.Adam, {"lr": 1e-3}))
 OPTIMIZERS.add("adamw", OptimizerSpec(torch.optim.AdamW, {"lr": 1e-3, "weight_decay": 1e-2}))
 WRAPPERS.add("plp", PLP)
@@ -61,14 +65,29 @@ class ComponentConfig:
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """An update rule: base optimizer, hyperparameter overrides, wrappers, schedules."""
+    """An update rule: base optimizer, hyperparameter overrides, wrappers, schedules.
+
+    ``full_batch`` makes every step use the whole training split (the workload's budget in
+    steps is kept). ``solver`` replaces iterated steps with an ODE solver on the linearised
+    network (:mod:`plp_bench.solvers`; the base optimizer then only supplies the learning
+    rate). ``models`` restricts the method to workloads with those backbones (empty: all).
+    ``in_default_run: false`` leaves it out of runs that name no methods (costly baselines
+    that answer their own question, such as the ODE solvers, run when named).
+    """
 
     name: str
     optimizer: str = field(choices=OPTIMIZERS.names)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     wrappers: list[ComponentConfig] = field(default_factory=list)
     schedules: list[ComponentConfig] = field(default_factory=list)
+    full_batch: bool = False
+    solver: ComponentConfig | None = None
+    models: list[str] = field(default_factory=list)
+    in_default_run: bool = True
     description: str = ""
+
+    def applies_to(self, model: str) -> bool:
+        return not self.models or model in self.models
 
 
 def _options_of(fn: Callable, skip: int) -> list[str]:
@@ -85,19 +104,31 @@ def check_method(method: MethodConfig, *, source: str | None = None, path: tuple
             raise ConfigError(f"{method.optimizer} has no hyperparameter {key!r}; "
                               f"allowed: {', '.join(allowed)}", source=source,
                               path=(*path, "hyperparameters", key))
+    solvers = [method.solver] if method.solver is not None else []
     for kind, registry, items, skip in (("wrappers", WRAPPERS, method.wrappers, 1),
-                                        ("schedules", SCHEDULES, method.schedules, 0)):
+                                        ("schedules", SCHEDULES, method.schedules, 0),
+                                        ("solver", SOLVERS, solvers, 0)):
         for i, item in enumerate(items):
+            where = (*path, kind) if kind == "solver" else (*path, kind, i)
             if item.name not in registry:
                 raise ConfigError(f"unknown {registry.kind} {item.name!r}"
                                   f"{closest(item.name, registry.names())}", source=source,
-                                  path=(*path, kind, i, "name"))
+                                  path=(*where, "name"))
             allowed = _options_of(registry.get(item.name), skip)
             for key in item.options:
                 if key not in allowed:
                     raise ConfigError(f"{registry.kind} {item.name!r} has no option {key!r}; "
                                       f"allowed: {', '.join(allowed) or '(none)'}",
-                                      source=source, path=(*path, kind, i, "options", key))
+                                      source=source, path=(*where, "options", key))
+    if method.solver is not None and (method.wrappers or method.schedules):
+        raise ConfigError("a method with a solver integrates the linearised network instead of "
+                          "stepping an optimizer: it takes no wrappers or schedules",
+                          source=source, path=(*path, "solver"))
+    for i, model in enumerate(method.models):
+        if model not in models_module.list_models():
+            raise ConfigError(f"unknown model {model!r}"
+                              f"{closest(model, models_module.list_models())}", source=source,
+                              path=(*path, "models", i))
     _check_values(method, source=source, path=path)
 
 
@@ -121,6 +152,11 @@ def _check_values(method: MethodConfig, *, source: str | None, path: tuple) -> N
             SCHEDULES.get(schedule.name)(**schedule.options)
         except (ValueError, TypeError) as err:
             raise ConfigError(str(err), source=source, path=(*path, "schedules", i)) from None
+    if method.solver is not None:
+        try:
+            SOLVERS.get(method.solver.name)(**method.solver.options)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(str(err), source=source, path=(*path, "solver")) from None
 
 
 def resolve_hyperparameters(
@@ -185,6 +221,11 @@ def load_methods_file(path, registry: Registry[MethodConfig] = METHODS) -> None:
 
 def list_methods() -> list[str]:
     return METHODS.names()
+
+
+def default_methods() -> list[str]:
+    """The methods a run that names none runs."""
+    return [name for name in METHODS.names() if METHODS.get(name).in_default_run]
 
 
 def get_method(name: str) -> MethodConfig:

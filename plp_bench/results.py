@@ -84,6 +84,7 @@ class RunResult:
     best_val_loss: float | None = None
     best_test: TestMetrics | None = None
     test_accuracy_at_epochs: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # method-specific, plain JSON
     schema_version: int = SCHEMA_VERSION
 
     def target(self, threshold: float) -> TargetResult:

@@ -81,9 +81,10 @@ def _method(entry: str | dict, *, source: str | None, path: tuple) -> MethodConf
 
 def resolve(config: RunConfig, *, source: str | None = None) -> Plan:
     """Turn names and diffs into validated workloads and methods. No workloads means the
-    offline ones (the embedded default); no methods means every registered method."""
+    offline ones (the embedded default); no methods means every method registered for the
+    default run."""
     workload_entries = config.workloads or workloads_module.offline_workloads()
-    method_entries = config.methods or methods_module.list_methods()
+    method_entries = config.methods or methods_module.default_methods()
     workloads = [_workload(e, source=source, path=("workloads", i))
                  for i, e in enumerate(workload_entries)]
     methods = [_method(e, source=source, path=("methods", i))

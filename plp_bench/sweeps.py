@@ -44,6 +44,16 @@ class SweepReport:
     skipped: int = 0
     failed: list[tuple[RunTask, str]] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
+    # (workload, method, the backbones the method applies to)
+    not_applicable: list[tuple[str, str, list[str]]] = field(default_factory=list)
+
+
+def not_applicable(workloads: Iterable[Workload],
+                   methods: Iterable[MethodConfig]) -> list[tuple[str, str, list[str]]]:
+    """Pairs left out because the method does not apply to the workload's backbone."""
+    methods = list(methods)
+    return [(w.name, m.name, list(m.models)) for w in workloads for m in methods
+            if not m.applies_to(w.model)]
 
 
 class SweepObserver(Protocol):
@@ -77,13 +87,16 @@ class SequentialExecutor:
 
 def plan(workloads: Iterable[Workload], methods: Iterable[MethodConfig], seeds: Iterable[int],
          device: str, results_dir: str | os.PathLike[str]) -> list[RunTask]:
-    """The grid, ordered workload, seed, method (consecutive runs share a dataset)."""
+    """The grid, ordered workload, seed, method (consecutive runs share a dataset), less the
+    pairs where the method does not apply to the workload's backbone."""
     methods = list(methods)
     seeds = list(seeds)
     tasks = []
     for workload in workloads:
         for seed in seeds:
             for method in methods:
+                if not method.applies_to(workload.model):
+                    continue
                 digest = config_hash(run_config(workload, method, seed, device))
                 path = record_path(results_dir, workload.name, method.name, seed, digest)
                 tasks.append(RunTask(workload, method, seed, device, path))
@@ -113,8 +126,9 @@ def sweep(
 ) -> SweepReport:
     """Run every missing cell of the grid and return all records (old and new)."""
     device = str(resolve_device(device))
+    workloads, methods = list(workloads), list(methods)
     tasks = plan(workloads, methods, seeds, device, results_dir)
-    report = SweepReport()
+    report = SweepReport(not_applicable=not_applicable(workloads, methods))
     todo = []
     for task in tasks:
         existing = finished(task)

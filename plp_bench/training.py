@@ -102,6 +102,21 @@ class Scores:
     top5_error: float
 
 
+def _counts(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Summed cross-entropy (float64), top-1 and top-k misses (k = min(5, classes))."""
+    loss = F.cross_entropy(logits.float(), target, reduction="sum").double()
+    top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+    return loss, (top[:, 0] != target).sum(), (~(top == target[:, None]).any(dim=1)).sum()
+
+
+@torch.no_grad()
+def score_logits(logits: torch.Tensor, y: torch.Tensor) -> Scores:
+    """Mean cross-entropy, top-1 and top-k error of given logits."""
+    loss, wrong, wrong5 = _counts(logits, y)
+    n = len(y)
+    return Scores(loss.item() / n, wrong.item() / n, wrong5.item() / n)
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Scores:
     """Mean cross-entropy, top-1 and top-k error (k = min(5, classes)) over ``(x, y)``."""
@@ -110,13 +125,10 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     wrong = torch.zeros((), dtype=torch.int64, device=x.device)
     wrong5 = torch.zeros((), dtype=torch.int64, device=x.device)
     for start in range(0, len(y), batch_size):
-        logits = model(x[start:start + batch_size])
-        target = y[start:start + batch_size]
-        total_loss += F.cross_entropy(logits.float(), target, reduction="sum").double()
-        k = min(5, logits.shape[1])
-        top = logits.topk(k, dim=1).indices
-        wrong += (top[:, 0] != target).sum()
-        wrong5 += (~(top == target[:, None]).any(dim=1)).sum()
+        counts = _counts(model(x[start:start + batch_size]), y[start:start + batch_size])
+        total_loss += counts[0]
+        wrong += counts[1]
+        wrong5 += counts[2]
     n = len(y)
     return Scores(total_loss.item() / n, wrong.item() / n, wrong5.item() / n)
 
@@ -126,6 +138,30 @@ def evaluation_view(optimizer) -> contextlib.AbstractContextManager:
     exposes ``evaluation_parameters()``, a context manager swapping in its true weights."""
     view = getattr(optimizer, "evaluation_parameters", None)
     return view() if view is not None else contextlib.nullcontext()
+
+
+def initial_model(workload: Workload, dataset: Dataset, seed: int,
+                  device: torch.device) -> torch.nn.Module:
+    """The workload's backbone with the seed's initial weights (the same for every method)."""
+    torch.manual_seed(stream_seed(seed, "init"))
+    return models.create(workload.model, num_classes=dataset.num_classes,
+                         input_shape=dataset.input_shape, **workload.model_options).to(device)
+
+
+@dataclass(frozen=True)
+class StepBudget:
+    batch_size: int
+    total_steps: int
+    period: int
+
+
+def step_budget(workload: Workload, rows: int) -> StepBudget:
+    """Batch size, total steps and evaluation period of ``workload`` on ``rows`` training rows.
+    Full-batch methods keep the total and the period in steps (the same number of updates)."""
+    batch_size = min(workload.batch_size, rows)  # larger = full batch
+    per_epoch = EpochSampler(rows, batch_size, seed=0).batches_per_epoch
+    return StepBudget(batch_size, workload.total_steps(per_epoch),
+                      workload.evaluation_period(per_epoch))
 
 
 def run_config(workload: Workload, method: MethodConfig, seed: int, device: str) -> dict:
@@ -145,19 +181,23 @@ def run(
     callback: Callable[[Progress], None] | None = None,
 ) -> RunResult:
     """Train ``workload`` with ``method`` from ``seed`` and return the record. Prints nothing."""
+    if method.solver is not None:
+        from .linearized_run import run_linearized  # it builds on this module
+
+        return run_linearized(workload, method, seed, device, dataset=dataset,
+                              data_root=data_root, callback=callback)
     wall_start = time.perf_counter()
     device = resolve_device(device)
     if dataset is None:
         dataset = data_module.load(workload.dataset, root=data_root, device=device, seed=seed,
                                    val_fraction=workload.val_fraction)
-    torch.manual_seed(stream_seed(seed, "init"))
-    model = models.create(workload.model, num_classes=dataset.num_classes,
-                          input_shape=dataset.input_shape, **workload.model_options).to(device)
-    batch_size = min(workload.batch_size, len(dataset.y_train))  # larger = full batch
-    sampler = EpochSampler(len(dataset.y_train), batch_size, seed=stream_seed(seed, "batches"))
+    model = initial_model(workload, dataset, seed, device)
+    rows = len(dataset.y_train)
+    budget = step_budget(workload, rows)
+    total_steps, period = budget.total_steps, budget.period
+    batch_size = rows if method.full_batch else budget.batch_size
+    sampler = EpochSampler(rows, batch_size, seed=stream_seed(seed, "batches"))
     per_epoch = sampler.batches_per_epoch
-    total_steps = workload.total_steps(per_epoch)
-    period = workload.evaluation_period(per_epoch)
     built = build_method(method, model.parameters(), tuned=workload.optimizers,
                          workload_schedules=workload.schedules())
     optimizer = built.optimizer

@@ -151,5 +151,5 @@ def test_random_run_configs_raise_only_config_errors(body):
 def test_empty_run_config_is_the_embedded_default():
     plan = resolve(load_run_config(None)[0])
     assert [w.name for w in plan.workloads] == workloads.offline_workloads()
-    assert [m.name for m in plan.methods] == methods.list_methods()
+    assert [m.name for m in plan.methods] == methods.default_methods()
     assert plan.seeds == [0, 1, 2] and plan.device == "cpu"

@@ -40,7 +40,10 @@ def test_every_registered_method_trains_and_is_reproducible(name):
     a = run(workload, get_method(name), seed=1)
     b = run(workload, get_method(name), seed=1)
     assert a.curves.val_loss == b.curves.val_loss and not a.diverged
-    assert a.steps_run == 12
+    if get_method(name).solver is None:
+        assert a.steps_run == 12
+    else:  # solver steps are adaptive; the flow runs to the budget in GD-step equivalents
+        assert a.curves.epoch[-1] == 12.0 and a.details["solver_status"] == "finished"
 
 
 def test_a_new_composition_is_only_yaml(tmp_path):
