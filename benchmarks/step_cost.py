@@ -17,10 +17,12 @@ repeats within one process, so machine noise cancels.
 import statistics
 import time
 
-from plp_bench.method_cost import PARAMETER_SETS, StepBench, held_bytes, parameter_bytes
+from plp_bench import benchmarking
+from plp_bench.method_cost import StepBench, held_bytes, parameter_bytes
 from plp_bench.methods import METHODS, MethodConfig, get_method, list_methods
 
 TRAINING_BATCH = 32
+SIZE = benchmarking.current_size()
 
 
 def bare(method_name: str) -> MethodConfig:
@@ -39,11 +41,12 @@ def median_ratio(method: StepBench, reference: StepBench, repeats: int) -> float
     return statistics.median(seconds(method) / seconds(reference) for _ in range(repeats))
 
 
-COMPOSED = [n for n in list_methods() if METHODS.get(n).wrappers or METHODS.get(n).schedules]
+STEPPED = [n for n in list_methods() if METHODS.get(n).solver is None]  # ODE methods take none
+COMPOSED = [n for n in STEPPED if METHODS.get(n).wrappers or METHODS.get(n).schedules]
 
 
 class UpdateTime:
-    params = [list(PARAMETER_SETS), list_methods()]
+    params = [SIZE.parameter_sets, STEPPED]
     param_names = ["parameters", "method"]
     timeout = 300
     version = 1
@@ -57,7 +60,7 @@ class UpdateTime:
 
 
 class UpdateOverhead:
-    params = [list(PARAMETER_SETS), COMPOSED]
+    params = [SIZE.parameter_sets, COMPOSED]
     param_names = ["parameters", "method"]
     timeout = 600
     version = 1
@@ -83,7 +86,7 @@ class UpdateOverhead:
 
 
 class TrainingStepOverhead:
-    params = [["mlp", "resnet18"], COMPOSED]
+    params = [SIZE.training_step_sets, COMPOSED]
     param_names = ["parameters", "method"]
     timeout = 900
     version = 1

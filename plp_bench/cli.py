@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     ode.add_argument("--data-dir", metavar="DIR")
     ode.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
 
+    summary_cmd = sub.add_parser("summary", help="print the tables of the run records under "
+                                 "a folder (a sweep's results, or the asv suite's runs)")
+    summary_cmd.add_argument("folder", nargs="?", default="results")
+
     data_cmd = sub.add_parser("data", help="dataset files")
     data_sub = data_cmd.add_subparsers(dest="data_command", required=True)
     fetch_cmd = data_sub.add_parser("fetch", help="download and verify a dataset's files")
@@ -140,6 +144,29 @@ def _cmd_run(args, out: Console, err: Console) -> int:
     return 1 if report.failed else 0
 
 
+def _cmd_summary(folder: str, out: Console, err: Console) -> int:
+    from pathlib import Path
+
+    from .results import ResultError, load
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise ConfigError(f"no such folder: {folder}", path=("folder",))
+    records, unreadable = [], []
+    for path in sorted(root.rglob("seed-*.json")):
+        try:
+            records.append(load(path))
+        except ResultError as error:
+            unreadable.append(str(error))
+    for item in summary.summarize(records):
+        out.print(summary.table(item))
+        out.print()
+    out.print(f"{len(records)} run records under {folder}", highlight=False)
+    for line in unreadable:
+        err.print(f"[yellow]skipped:[/] {escape(line)}", highlight=False)
+    return 0 if records else 1
+
+
 def _cmd_ode_table(args, out: Console, err: Console) -> int:
     from dataclasses import asdict
 
@@ -200,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list(args.kind, out)
         if args.command == "data":
             return _cmd_fetch(args, out)
+        if args.command == "summary":
+            return _cmd_summary(args.folder, out, err)
         if args.command == "ode-table":
             return _cmd_ode_table(args, out, err)
     except (ConfigError, UnknownNameError, DeviceError) as error:

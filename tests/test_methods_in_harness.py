@@ -8,7 +8,7 @@ import yaml
 from helpers import tiny
 
 from baselines.xgrad import WeightPrediction
-from benchmarks.loop_overhead import plain_loop
+from benchmarks.loop import plain_loop
 from plp_bench import PLP, data, run
 from plp_bench.methods import get_method, list_methods
 from plp_bench.runconfig import load_run_config, resolve

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from helpers import tiny
 
-from benchmarks.loop_overhead import plain_loop
+from benchmarks.loop import plain_loop
 from plp_bench import data, run, training
 from plp_bench.methods import MethodConfig, get_method
 from plp_bench.results import RunResult

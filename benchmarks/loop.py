@@ -12,7 +12,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from plp_bench import data, models, run, workloads
+from plp_bench import benchmarking, data, models, run, workloads
 from plp_bench.methods import get_method
 from plp_bench.training import stream_seed
 
@@ -49,7 +49,7 @@ def plain_loop(workload, dataset, seed: int, steps: int, make_optimizer=None) ->
 
 
 class LoopOverhead:
-    params = [["digits-mlp", "breast_cancer-mlp", "digits-cnn"]]
+    params = [benchmarking.current_size().loop_workloads]
     param_names = ["workload"]
     timeout = 600
     version = 1
