@@ -41,6 +41,16 @@ def median_ratio(method: StepBench, reference: StepBench, repeats: int) -> float
     return statistics.median(seconds(method) / seconds(reference) for _ in range(repeats))
 
 
+def warmed_pair(method: str, parameters: str, batch_size=None) -> tuple[StepBench, StepBench]:
+    """The method and its bare optimizer over the same parameter set, each stepped once so
+    that state is allocated before anything is timed."""
+    pair = (StepBench.build(get_method(method), parameters, batch_size=batch_size),
+            StepBench.build(bare(method), parameters, batch_size=batch_size))
+    for bench in pair:
+        bench.steps()
+    return pair
+
+
 STEPPED = [n for n in list_methods() if METHODS.get(n).solver is None]  # ODE methods take none
 COMPOSED = [n for n in STEPPED if METHODS.get(n).wrappers or METHODS.get(n).schedules]
 
@@ -66,10 +76,7 @@ class UpdateOverhead:
     version = 1
 
     def setup(self, parameters, method):
-        self.method = StepBench.build(get_method(method), parameters)
-        self.reference = StepBench.build(bare(method), parameters)
-        self.method.steps()
-        self.reference.steps()
+        self.method, self.reference = warmed_pair(method, parameters)
 
     def track_update_time_ratio(self, parameters, method):
         return median_ratio(self.method, self.reference, 15)
@@ -92,10 +99,7 @@ class TrainingStepOverhead:
     version = 1
 
     def setup(self, parameters, method):
-        self.method = StepBench.build(get_method(method), parameters, batch_size=TRAINING_BATCH)
-        self.reference = StepBench.build(bare(method), parameters, batch_size=TRAINING_BATCH)
-        self.method.steps()
-        self.reference.steps()
+        self.method, self.reference = warmed_pair(method, parameters, TRAINING_BATCH)
 
     def track_training_step_ratio(self, parameters, method):
         return median_ratio(self.method, self.reference, 5)

@@ -195,8 +195,8 @@ def _cmd_ode_table(args, out: Console, err: Console) -> int:
         raise ConfigError(str(error), path=("--solver",)) from None
     results = []
     for workload in chosen:
-        tuned = workload.optimizers.get("gd", {}).get("lr", methods.OPTIMIZERS.get("gd")
-                                                      .defaults["lr"])
+        gd = methods.MethodConfig(name="gd", optimizer="gd")
+        tuned = methods.resolve_hyperparameters(gd, workload.optimizers)[0]["lr"]
         for lr in args.lr or [tuned, tuned / 10]:
             with err.status(f"{workload.name}, eta = {lr:g}: gradient descent and the ODE ..."):
                 try:
