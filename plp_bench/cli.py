@@ -12,7 +12,9 @@ import argparse
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.markup import escape
 
@@ -70,6 +72,30 @@ def _parser() -> argparse.ArgumentParser:
     summary_cmd = sub.add_parser("summary", help="print the tables of the run records under "
                                  "a folder (a sweep's results, or the asv suite's runs)")
     summary_cmd.add_argument("folder", nargs="?", default="results")
+
+    intro = sub.add_parser("introspection", help="the introspection network of the weight-jump "
+                           "methods: train it from real weight histories, or check a trained one")
+    intro_sub = intro.add_subparsers(dest="introspection_command", required=True)
+    train = intro_sub.add_parser("train", help="train N0 on MNIST recording weight histories, "
+                                 "then the introspection nets (ReLU and linear) on them")
+    train.add_argument("--out", default="introspection.pt", metavar="FILE",
+                       help="weights file to write (a .json record goes next to it; default "
+                       "introspection.pt)")
+    train.add_argument("--data-dir", metavar="DIR", help="data root holding MNIST (without it, "
+                       "scikit-learn's digits are used and the record says so)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--n0-steps", type=int, default=10000, metavar="N",
+                       help="steps of the reference network N0 (default 10000)")
+    train.add_argument("--fit-steps", type=int, default=30000, metavar="N",
+                       help="training steps of each introspection net (default 30000)")
+    train.add_argument("--pool-size", type=int, default=20000, metavar="N",
+                       help="scalar weights of N0 whose history is recorded (default 20000)")
+    train.add_argument("--train-examples", type=int, default=100000, metavar="N")
+    train.add_argument("--ratio", type=float, default=2.0,
+                       help="jump ratio: predict the weight at ratio * t (default 2)")
+    check = intro_sub.add_parser("check", help="L1 error of a weights file's nets and of the "
+                                 "no-change prediction on its held-out validation histories")
+    check.add_argument("file", nargs="?", help="weights file (default: the shipped one)")
 
     data_cmd = sub.add_parser("data", help="dataset files")
     data_sub = data_cmd.add_subparsers(dest="data_command", required=True)
@@ -145,7 +171,6 @@ def _cmd_run(args, out: Console, err: Console) -> int:
 
 
 def _cmd_summary(folder: str, out: Console, err: Console) -> int:
-    from pathlib import Path
 
     from .results import ResultError, load
 
@@ -215,6 +240,81 @@ def _cmd_ode_table(args, out: Console, err: Console) -> int:
     return 0
 
 
+def _cmd_introspection_train(args, argv: Sequence[str], out: Console, err: Console) -> int:
+    import shlex
+    from dataclasses import replace
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from .introspection_training import PipelineSettings, save, train_pipeline
+
+    for flag, value, minimum in (("--n0-steps", args.n0_steps, 100),
+                                 ("--fit-steps", args.fit_steps, 1),
+                                 ("--pool-size", args.pool_size, 10),
+                                 ("--train-examples", args.train_examples, 1)):
+        if value < minimum:
+            raise ConfigError(f"{value} is below the minimum {minimum}", path=(flag,))
+    if not args.ratio > 1:
+        raise ConfigError(f"{args.ratio} is not a jump ratio > 1", path=("--ratio",))
+    target = Path(args.out)
+    if target.is_dir() or not target.parent.is_dir():
+        raise ConfigError(f"{args.out}: give a file name in an existing folder", path=("--out",))
+    defaults = PipelineSettings()
+    settings = replace(defaults, seed=args.seed, n0_steps=args.n0_steps,
+                       pool_size=args.pool_size, train_examples=args.train_examples,
+                       ratio=args.ratio, fit=replace(defaults.fit, steps=args.fit_steps,
+                                                     seed=args.seed))
+    with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err) as bars:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=total)
+            if done % 50 == 0 or done == total:
+                bars.update(tasks[stage], completed=done)
+
+        result = train_pipeline(settings, data_root=args.data_dir, progress=progress)
+    command = shlex.join(["plp-bench", *argv])
+    weights, record = save(result, target, command)
+    _print_introspection_metrics(result.record, out)
+    out.print(f"weights written to {weights}, record to {record}", highlight=False)
+    return 0
+
+
+def _print_introspection_metrics(record: dict, out: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"introspection nets: L1 error x 1000 (data: {record['data']['name']})")
+    table.add_column("predictor")
+    table.add_column("train", justify="right")
+    table.add_column("validation (held-out weights)", justify="right")
+    for name, m in record["metrics_paper_units"].items():
+        table.add_row(name, f"{m['train_l1']:.3f}" if "train_l1" in m else "-",
+                      f"{m['val_l1']:.3f}")
+    out.print(table)
+
+
+def _cmd_introspection_check(file: str | None, out: Console) -> int:
+    from baselines.introspection.fitting import l1_error
+    from baselines.introspection.net import load_net, read_weights_file, shipped_path
+
+    path = Path(file) if file else shipped_path()
+    try:
+        contents = read_weights_file(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(str(error), path=("file",)) from None
+    inputs, targets = contents["validation"]["inputs"], contents["validation"]["targets"]
+    metrics = {}
+    for name in contents["nets"]:
+        with torch.no_grad():
+            metrics[name] = {"val_l1": l1_error(load_net(name, path)(inputs), targets)}
+    metrics["no-change"] = {"val_l1": l1_error(inputs[:, -1], targets)}
+    _print_introspection_metrics({"data": {"name": str(path)}, "metrics_paper_units": metrics},
+                                 out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
@@ -231,6 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_summary(args.folder, out, err)
         if args.command == "ode-table":
             return _cmd_ode_table(args, out, err)
+        if args.command == "introspection" and args.introspection_command == "train":
+            return _cmd_introspection_train(args, argv, out, err)
+        if args.command == "introspection":
+            return _cmd_introspection_check(args.file, out)
     except (ConfigError, UnknownNameError, DeviceError) as error:
         if args.debug:
             traceback.print_exc()

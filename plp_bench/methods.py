@@ -6,8 +6,11 @@ Three registries are the extension points; the training loop knows none of their
   ``(params, **hyperparameters) -> torch.optim.Optimizer`` with the defaults used when a
   workload was not tuned for it.
 * ``WRAPPERS``: ``(optimizer, **options) -> optimizer-like`` objects that hold the wrapped
-  optimizer and forward ``param_groups``: ``plp`` (:class:`plp_bench.plp.PLP`) and ``xgrad``
-  (:class:`baselines.xgrad.WeightPrediction`). They stack in the order listed.
+  optimizer and forward ``param_groups``: ``plp`` (:class:`plp_bench.plp.PLP`), ``xgrad``
+  (:class:`baselines.xgrad.WeightPrediction`) and the weight jumps of
+  :mod:`plp_bench.weight_jumps`. They stack in the order listed. A factory with a keyword
+  ``context`` is given the run's :class:`~plp_bench.weight_jumps.BuildContext` (step budget,
+  the workload's jump steps, a seed); it is not an option a config can set.
 * ``SCHEDULES`` (:mod:`plp_bench.schedules`): per-step values of one param-group field.
 
 A named method (``METHODS``, read from the ``methods.yaml`` shipped in the package) is a
@@ -28,11 +31,13 @@ import torch
 from baselines.xgrad import WeightPrediction
 
 from . import models as models_module
+from . import weight_jumps
 from .config import ConfigError, closest, field, parse, read_yaml
 from .plp import PLP
 from .registry import Registry
 from .schedules import SCHEDULES, Schedule
 from .solvers import SOLVERS
+from .weight_jumps import PROBE_CONTEXT, BuildContext
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -53,6 +58,10 @@ OPTIMIZERS.add("adam", OptimizerSpec(torch.optim.Adam, {"lr": 1e-3}))
 OPTIMIZERS.add("adamw", OptimizerSpec(torch.optim.AdamW, {"lr": 1e-3, "weight_decay": 1e-2}))
 WRAPPERS.add("plp", PLP)
 WRAPPERS.add("xgrad", WeightPrediction)
+WRAPPERS.add("introspection", weight_jumps.introspection)
+WRAPPERS.add("fit-jumps", weight_jumps.fit_jumps)
+WRAPPERS.add("noise-jumps", weight_jumps.noise_jumps)
+WRAPPERS.add("record-history", weight_jumps.record_history)
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,16 @@ class MethodConfig:
 
 def _options_of(fn: Callable, skip: int) -> list[str]:
     params = list(inspect.signature(fn).parameters.values())[skip:]
-    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [p.name for p in params
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "context"]
+
+
+def _build_wrapper(name: str, optimizer: Any, options: dict[str, Any],
+                   context: BuildContext) -> Any:
+    factory = WRAPPERS.get(name)
+    if "context" in inspect.signature(factory).parameters:
+        return factory(optimizer, **options, context=context)
+    return factory(optimizer, **options)
 
 
 def check_method(method: MethodConfig, *, source: str | None = None, path: tuple = ()) -> None:
@@ -144,7 +162,7 @@ def _check_values(method: MethodConfig, *, source: str | None, path: tuple) -> N
                           path=(*path, "hyperparameters")) from None
     for i, wrapper in enumerate(method.wrappers):
         try:
-            optimizer = WRAPPERS.get(wrapper.name)(optimizer, **wrapper.options)
+            optimizer = _build_wrapper(wrapper.name, optimizer, wrapper.options, PROBE_CONTEXT)
         except (ValueError, TypeError) as err:
             raise ConfigError(str(err), source=source, path=(*path, "wrappers", i)) from None
     for i, schedule in enumerate(method.schedules):
@@ -187,6 +205,7 @@ def build_method(
     *,
     tuned: dict[str, dict[str, Any]],
     workload_schedules: Iterable[Schedule] = (),
+    context: BuildContext = PROBE_CONTEXT,
 ) -> BuiltMethod:
     """Instantiate ``method`` over ``params``: optimizer, then wrappers in order, then schedules
     (the workload's learning-rate schedule first, then the method's own)."""
@@ -197,7 +216,7 @@ def build_method(
     except (ValueError, TypeError) as err:
         raise ConfigError(f"{method.optimizer}: {err}", path=("methods", method.name)) from None
     for wrapper in method.wrappers:
-        optimizer = WRAPPERS.get(wrapper.name)(optimizer, **wrapper.options)
+        optimizer = _build_wrapper(wrapper.name, optimizer, wrapper.options, context)
     schedules = [*workload_schedules,
                  *(SCHEDULES.get(s.name)(**s.options) for s in method.schedules)]
     return BuiltMethod(optimizer, schedules, hyperparameters, was_tuned)

@@ -26,6 +26,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,7 @@ from .data import Dataset, EpochSampler, random_crop_flip
 from .methods import MethodConfig, build_method
 from .results import Curves, RunResult, TargetResult, TestMetrics, config_hash
 from .schedules import ScheduleRunner
+from .weight_jumps import BuildContext
 from .workloads import Workload
 
 
@@ -179,8 +181,13 @@ def run(
     dataset: Dataset | None = None,
     data_root: str | None = None,
     callback: Callable[[Progress], None] | None = None,
+    method_built: Callable[[Any], None] | None = None,
 ) -> RunResult:
-    """Train ``workload`` with ``method`` from ``seed`` and return the record. Prints nothing."""
+    """Train ``workload`` with ``method`` from ``seed`` and return the record. Prints nothing.
+
+    ``method_built(optimizer)`` is called with the built (wrapped) optimizer before the first
+    step, for callers that read what a wrapper recorded (e.g. weight histories). A method
+    object with ``run_details()`` has its return value stored in the record's ``details``."""
     if method.solver is not None:
         from .linearized_run import run_linearized  # it builds on this module
 
@@ -198,9 +205,12 @@ def run(
     batch_size = rows if method.full_batch else budget.batch_size
     sampler = EpochSampler(rows, batch_size, seed=stream_seed(seed, "batches"))
     per_epoch = sampler.batches_per_epoch
+    context = BuildContext(total_steps, tuple(workload.jump_steps), stream_seed(seed, "method"))
     built = build_method(method, model.parameters(), tuned=workload.optimizers,
-                         workload_schedules=workload.schedules())
+                         workload_schedules=workload.schedules(), context=context)
     optimizer = built.optimizer
+    if method_built is not None:
+        method_built(optimizer)
     schedules = ScheduleRunner(optimizer, built.schedules, total_steps)
     augment_generator = torch.Generator().manual_seed(stream_seed(seed, "augment"))
     fill = [-m / s for m, s in zip(dataset.normalization["mean"], dataset.normalization["std"],
@@ -309,4 +319,18 @@ def run(
         best_step=best["step"],
         best_val_loss=None if best["step"] is None else best["loss"],
         best_test=best_test, test_accuracy_at_epochs=test_at_epochs,
+        details=method_details(optimizer),
     )
+
+
+def method_details(optimizer: Any) -> dict[str, Any]:
+    """What the method reports about itself (``run_details()`` of each wrapper in the chain,
+    outermost first), keyed by the wrapper's class name."""
+    details: dict[str, Any] = {}
+    layer = optimizer
+    while layer is not None and not isinstance(layer, torch.optim.Optimizer):
+        report = getattr(type(layer), "run_details", None)
+        if report is not None:
+            details[type(layer).__name__] = report(layer)
+        layer = getattr(layer, "optimizer", None)
+    return details

@@ -42,6 +42,9 @@ class Workload:
     test_at_epochs: list[int] = field(default_factory=list)
     eval_batch_size: int = field(default=2048, minimum=1)
     stop_at_targets: bool = field(default=False, doc="end the run once every target is reached")
+    jump_steps: list[int] = field(
+        default_factory=list, doc="steps at which weight-jump methods jump; empty: a fixed "
+        "fraction of the budget (plp_bench.weight_jumps)")
     description: str = ""
     reference: str = ""
 
@@ -61,6 +64,9 @@ class Workload:
                                  f"{closest(name, OPTIMIZERS.names())}")
             if not isinstance(settings, dict):
                 raise ValueError(f"optimizers.{name}: expected a mapping of hyperparameters")
+        if any(isinstance(s, bool) or s < 1 for s in self.jump_steps) or \
+                list(self.jump_steps) != sorted(set(self.jump_steps)):
+            raise ValueError(f"jump_steps must be increasing positive steps, got {self.jump_steps}")
         if self.lr_schedule.name not in SCHEDULES:
             raise ValueError(f"lr_schedule: unknown schedule {self.lr_schedule.name!r}"
                              f"{closest(self.lr_schedule.name, SCHEDULES.names())}")

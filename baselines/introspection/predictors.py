@@ -1,0 +1,99 @@
+"""What a weight jump sets each weight to, from its values at four past steps.
+
+Every predictor maps a ``(n, 4)`` block of histories (columns: the weight at the steps in
+``positions``, the last being the current step ``t``) to ``(n,)`` new values. The jump
+machinery (:mod:`.jumps`) calls it on blocks of the flattened network, so it never loops over
+scalars. Section 5 of Sinha et al. (ICLR 2017) compares the introspection network with:
+
+* a least-squares polynomial through the four points (linear, degree 1; quadratic, degree 2),
+  evaluated at ``ratio * t`` (the paper: 1.1 / 1.075 for the linear fit, 1.25-1.4 for the
+  quadratic). With ``x_i = position_i / t`` and the Vandermonde matrix ``X`` (``X_ij = x_i^j``),
+  the fit's value at ``r`` is ``[1, r, ..., r^d] (X^T X)^{-1} X^T h = c . h``: one fixed linear
+  combination of the four values, computed once per jump in float64;
+* zero-mean Gaussian noise of a given standard deviation added to the current weight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .net import IntrospectionNet
+
+
+class Predictor:
+    """Base class: ``predict(history, positions) -> new values``."""
+
+    def predict(self, history: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"kind": type(self).__name__}
+
+
+class IntrospectionPredictor(Predictor):
+    """The introspection network's prediction (its jump ratio is the one it was trained for)."""
+
+    def __init__(self, net: IntrospectionNet):
+        self.net = net
+
+    @torch.no_grad()
+    def predict(self, history: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
+        weight = self.net.inner.weight
+        if weight.device != history.device:
+            self.net.to(history.device)
+        return self.net(history.to(weight.dtype)).to(history.dtype)
+
+    def describe(self) -> dict:
+        return {"kind": "introspection", **self.net.settings()}
+
+
+def fit_coefficients(positions: Sequence[float], degree: int, ratio: float) -> torch.Tensor:
+    """``c`` such that ``c . h`` is the least-squares polynomial of ``degree`` through the points
+    ``(position_i / t, h_i)``, evaluated at ``ratio`` (``t`` = the last position)."""
+    t = float(positions[-1])
+    x = torch.tensor([float(p) / t for p in positions], dtype=torch.float64)
+    vandermonde = torch.stack([x ** j for j in range(degree + 1)], dim=1)
+    at_ratio = torch.tensor([ratio ** j for j in range(degree + 1)], dtype=torch.float64)
+    return at_ratio @ torch.linalg.pinv(vandermonde)
+
+
+class PolynomialFit(Predictor):
+    """Least-squares polynomial (degree 1 or 2) through the four points, at ``ratio * t``."""
+
+    def __init__(self, degree: int, ratio: float):
+        if degree not in (1, 2):
+            raise ValueError(f"degree must be 1 (linear) or 2 (quadratic), got {degree}")
+        if not ratio > 1:
+            raise ValueError(f"ratio must be > 1 (a jump forward), got {ratio}")
+        self.degree = degree
+        self.ratio = float(ratio)
+
+    def predict(self, history: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
+        c = fit_coefficients(positions, self.degree, self.ratio)
+        return history @ c.to(device=history.device, dtype=history.dtype)
+
+    def describe(self) -> dict:
+        return {"kind": "polynomial-fit", "degree": self.degree, "ratio": self.ratio}
+
+
+class GaussianNoise(Predictor):
+    """The current weight plus zero-mean Gaussian noise of standard deviation ``std``."""
+
+    def __init__(self, std: float, *, seed: int = 0):
+        if not std > 0:
+            raise ValueError(f"std must be > 0, got {std}")
+        self.std = float(std)
+        self.seed = seed
+        self.generator: torch.Generator | None = None
+
+    def predict(self, history: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
+        if self.generator is None or self.generator.device != history.device:
+            self.generator = torch.Generator(history.device).manual_seed(self.seed)
+        noise = torch.randn(history.shape[0], generator=self.generator, device=history.device,
+                            dtype=history.dtype)
+        return history[:, -1] + self.std * noise
+
+    def describe(self) -> dict:
+        return {"kind": "gaussian-noise", "std": self.std, "seed": self.seed}

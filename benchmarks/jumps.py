@@ -1,0 +1,68 @@
+"""Cost of one weight jump (Introspection and the paper's fit and noise baselines).
+
+A jump runs the method's predictor over every weight of a backbone's parameter set (one
+batched pass over the flattened weights, in blocks). ``time_jump`` is its wall time;
+``track_jump_cost_in_steps`` is that time over one step of the bare base optimizer on the same
+parameters (median of interleaved repeats in one process): how many optimizer steps a jump is
+worth in time. The memory the jumps hold (copies of the weights at the steps later jumps read)
+is in each run record's ``details``.
+"""
+
+import statistics
+import time
+
+import torch
+
+from baselines.introspection.jumps import WeightJumps, history_steps, predict_flat
+from plp_bench import benchmarking
+from plp_bench.method_cost import StepBench, parameter_set
+from plp_bench.methods import METHODS, MethodConfig, build_method, get_method, list_methods
+
+SIZE = benchmarking.current_size()
+JUMP_WRAPPERS = {"introspection", "fit-jumps", "noise-jumps"}
+JUMP_METHODS = [n for n in list_methods()
+                if any(w.name in JUMP_WRAPPERS for w in METHODS.get(n).wrappers)]
+JUMP_STEP = 5000
+
+
+def jumps_of(optimizer) -> WeightJumps:
+    while not isinstance(optimizer, WeightJumps):
+        optimizer = optimizer.optimizer
+    return optimizer
+
+
+class JumpCost:
+    params = [SIZE.parameter_sets, JUMP_METHODS]
+    param_names = ["parameters", "method"]
+    timeout = 600
+    version = 1
+
+    def setup(self, parameters, method):
+        params = parameter_set(parameters)
+        jumps = jumps_of(build_method(get_method(method), params, tuned={}).optimizer)
+        self.predictor, self.chunk = jumps.predictor, jumps.chunk_size
+        flat = torch.cat([p.detach().reshape(-1) for p in params])
+        generator = torch.Generator().manual_seed(0)
+        drift = torch.randn(flat.shape, generator=generator) * 1e-3
+        self.columns = [flat + k * drift for k in (0.0, 0.4, 0.7, 1.0)]
+        base = get_method(method).optimizer
+        self.reference = StepBench.build(MethodConfig(name=f"bare-{base}", optimizer=base),
+                                         parameters)
+        self.reference.steps(1)
+
+    def jump(self):
+        predict_flat(self.predictor, self.columns, history_steps(JUMP_STEP), self.chunk)
+
+    def time_jump(self, parameters, method):
+        self.jump()
+
+    def track_jump_cost_in_steps(self, parameters, method):
+        def seconds(work) -> float:
+            start = time.perf_counter()
+            work()
+            return time.perf_counter() - start
+
+        return statistics.median(seconds(self.jump) / seconds(lambda: self.reference.steps(1))
+                                 for _ in range(7))
+
+    track_jump_cost_in_steps.unit = "steps"
