@@ -28,7 +28,12 @@ from baselines.introspection.histories import (
     split_pool,
 )
 from baselines.introspection.net import read_weights_file, shipped_path, shipped_provenance
-from baselines.introspection.predictors import GaussianNoise, PolynomialFit, Predictor
+from baselines.introspection.predictors import (
+    GaussianNoise,
+    IntrospectionPredictor,
+    PolynomialFit,
+    Predictor,
+)
 
 
 def literal_introspection(net: IntrospectionNet, history: np.ndarray) -> np.ndarray:
@@ -57,6 +62,19 @@ def test_network_forward_is_the_papers_formula_with_scaling_applied_once(linear)
     twin = IntrospectionNet(linear=not linear).double()
     twin.load_state_dict(net.state_dict())
     assert not torch.allclose(twin(history), net(history))  # the ReLU is active and matters
+
+
+@pytest.mark.parametrize("linear", [False, True])
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_the_folded_fast_path_equals_the_networks_forward(linear, dtype, tolerance):
+    torch.manual_seed(1)
+    net = IntrospectionNet(linear=linear)
+    history = (torch.randn(1000, 4) * 0.05).to(dtype)
+    fast = IntrospectionPredictor(net).predict(history, (0, 40, 70, 100))
+    assert fast.dtype == dtype
+    with torch.no_grad():
+        plain = net.to(dtype)(history)
+    torch.testing.assert_close(fast, plain, rtol=tolerance, atol=tolerance * 1e-2)
 
 
 def test_history_steps_round_halves_up():
