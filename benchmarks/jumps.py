@@ -8,14 +8,11 @@ worth in time. The memory the jumps hold (copies of the weights at the steps lat
 is in each run record's ``details``.
 """
 
-import statistics
-import time
-
 import torch
 
 from baselines.introspection.jumps import WeightJumps, history_steps, predict_flat
 from plp_bench import benchmarking
-from plp_bench.method_cost import StepBench, parameter_set
+from plp_bench.method_cost import StepBench, median_time_ratio, parameter_set
 from plp_bench.methods import METHODS, MethodConfig, build_method, get_method, list_methods
 
 SIZE = benchmarking.current_size()
@@ -57,12 +54,6 @@ class JumpCost:
         self.jump()
 
     def track_jump_cost_in_steps(self, parameters, method):
-        def seconds(work) -> float:
-            start = time.perf_counter()
-            work()
-            return time.perf_counter() - start
-
-        return statistics.median(seconds(self.jump) / seconds(lambda: self.reference.steps(1))
-                                 for _ in range(7))
+        return median_time_ratio(self.jump, lambda: self.reference.steps(1), 7)
 
     track_jump_cost_in_steps.unit = "steps"

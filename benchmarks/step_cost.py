@@ -14,11 +14,8 @@ bare base optimizer (same hyperparameters, no wrappers or schedules), median ove
 repeats within one process, so machine noise cancels.
 """
 
-import statistics
-import time
-
 from plp_bench import benchmarking
-from plp_bench.method_cost import StepBench, held_bytes, parameter_bytes
+from plp_bench.method_cost import StepBench, held_bytes, median_time_ratio, parameter_bytes
 from plp_bench.methods import METHODS, MethodConfig, get_method, list_methods
 
 TRAINING_BATCH = 32
@@ -30,15 +27,6 @@ def bare(method_name: str) -> MethodConfig:
     method = get_method(method_name)
     return MethodConfig(name=f"bare-{method.optimizer}", optimizer=method.optimizer,
                         hyperparameters=method.hyperparameters)
-
-
-def median_ratio(method: StepBench, reference: StepBench, repeats: int) -> float:
-    def seconds(bench: StepBench) -> float:
-        start = time.perf_counter()
-        bench.steps()
-        return time.perf_counter() - start
-
-    return statistics.median(seconds(method) / seconds(reference) for _ in range(repeats))
 
 
 def warmed_pair(method: str, parameters: str, batch_size=None) -> tuple[StepBench, StepBench]:
@@ -79,7 +67,7 @@ class UpdateOverhead:
         self.method, self.reference = warmed_pair(method, parameters)
 
     def track_update_time_ratio(self, parameters, method):
-        return median_ratio(self.method, self.reference, 15)
+        return median_time_ratio(self.method.steps, self.reference.steps, 15)
 
     track_update_time_ratio.unit = "ratio"
 
@@ -102,6 +90,6 @@ class TrainingStepOverhead:
         self.method, self.reference = warmed_pair(method, parameters, TRAINING_BATCH)
 
     def track_training_step_ratio(self, parameters, method):
-        return median_ratio(self.method, self.reference, 5)
+        return median_time_ratio(self.method.steps, self.reference.steps, 5)
 
     track_training_step_ratio.unit = "ratio"

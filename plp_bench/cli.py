@@ -275,7 +275,12 @@ def _cmd_introspection_train(args, argv: Sequence[str], out: Console, err: Conso
                 bars.update(tasks[stage], completed=done)
 
         result = train_pipeline(settings, data_root=args.data_dir, progress=progress)
-    command = shlex.join(["plp-bench", *argv])
+    # the data root is this machine's; the record identifies the data by checksums instead
+    portable = ["<data root>" if i > 0 and argv[i - 1] == "--data-dir" else arg
+                for i, arg in enumerate(argv)]
+    command = shlex.join(["plp-bench", *[a.split("=", 1)[0] + "=<data root>"
+                                         if a.startswith("--data-dir=") else a
+                                         for a in portable]])
     weights, record = save(result, target, command)
     _print_introspection_metrics(result.record, out)
     out.print(f"weights written to {weights}, record to {record}", highlight=False)

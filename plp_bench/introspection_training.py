@@ -20,6 +20,7 @@ histories, as in section 4.1 of Sinha et al. (ICLR 2017).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from baselines.introspection.net import SHIPPED, IntrospectionNet
 
 from . import data, environment, workloads
 from .data import Dataset
+from .data.files import CATALOG
 from .methods import ComponentConfig, MethodConfig
 from .results import write_json_atomic
 from .training import Progress, run
@@ -94,6 +96,21 @@ def reference_data(root: str | None, seed: int) -> tuple[str, Dataset]:
     return "mnist", data.load("mnist", root=root, seed=seed)
 
 
+def data_record(name: str, dataset: Dataset, root: str | None) -> dict[str, Any]:
+    """What N0 was trained on, independent of where the files lie: the splits and, for
+    files read from the data root, each file's md5 (the checksums ``data fetch`` verifies)."""
+    described = dataset.describe()
+    if name != "mnist":
+        return {"name": name, **described}
+    folder = data.data_root(root) / CATALOG["mnist"].subdir
+    files = {}
+    for spec in CATALOG["mnist"].files:
+        path = next(p for p in (folder / spec.filename, folder / spec.filename.removesuffix(".gz"))
+                    if p.is_file())
+        files[path.name] = hashlib.md5(path.read_bytes()).hexdigest()
+    return {"name": name, **described, "source": "MNIST under the data root", "files": files}
+
+
 def train_pipeline(settings: PipelineSettings, *, data_root: str | None = None,
                    progress: Callable[[str, int, int], None] | None = None) -> PipelineResult:
     """Steps 1-3 above; ``progress(stage, done, total)`` is told how far each stage is."""
@@ -138,7 +155,7 @@ def train_pipeline(settings: PipelineSettings, *, data_root: str | None = None,
         "val_l1": l1_error(val.no_change_targets(), val.targets)}
     record = {
         "settings": _plain(dataclasses.asdict(settings)),
-        "data": {"name": dataset_name, **dataset.describe()},
+        "data": data_record(dataset_name, dataset, data_root),
         "n0": {"workload": workload.name, "model": workload.model,
                "steps": n0.steps_run, "train_seconds": n0.train_seconds,
                "val_error_curve": list(zip(n0.curves.step, n0.curves.val_error, strict=True)),

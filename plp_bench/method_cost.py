@@ -8,6 +8,8 @@ cycles of it, and :func:`held_bytes` counts the tensors a method keeps. The asv 
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -136,3 +138,15 @@ def held_bytes(optimizer: Any, params: Iterable[torch.Tensor]) -> int:
 
 def parameter_bytes(params: Iterable[torch.Tensor]) -> int:
     return sum(p.numel() * p.element_size() for p in params)
+
+
+def median_time_ratio(work: Callable[[], Any], reference: Callable[[], Any],
+                      repeats: int) -> float:
+    """Median over ``repeats`` of ``time(work) / time(reference)``, the two timed back to back
+    in each repeat, so that drifts in machine speed cancel out of the ratio."""
+    def seconds(call: Callable[[], Any]) -> float:
+        start = time.perf_counter()
+        call()
+        return time.perf_counter() - start
+
+    return statistics.median(seconds(work) / seconds(reference) for _ in range(repeats))

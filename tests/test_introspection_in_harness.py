@@ -14,7 +14,7 @@ from benchmarks.loop import plain_loop
 from plp_bench import data, run, workloads
 from plp_bench.cli import main
 from plp_bench.config import ConfigError
-from plp_bench.introspection_training import reference_data
+from plp_bench.introspection_training import data_record, reference_data
 from plp_bench.methods import MethodConfig, get_method
 from plp_bench.runconfig import load_run_config, resolve
 from plp_bench.weight_jumps import BuildContext, resolve_jump_steps
@@ -108,10 +108,12 @@ def test_train_command_end_to_end_on_the_fallback_data(tmp_path, empty_root, cap
     out = tmp_path / "i.pt"
     code = main(["introspection", "train", "--n0-steps", "200", "--fit-steps", "200",
                  "--pool-size", "400", "--train-examples", "1000", "--seed", "3",
-                 "--out", str(out)])
+                 "--data-dir", str(empty_root), "--out", str(out)])
     assert code == 0
-    record = json.loads(out.with_suffix(".json").read_text())
+    text = out.with_suffix(".json").read_text()
+    record = json.loads(text)
     assert record["command"].startswith("plp-bench introspection train --n0-steps 200")
+    assert "--data-dir '<data root>'" in record["command"] and str(empty_root) not in text
     assert record["data"]["name"] == "digits" and "upsampled" in record["data"]["source"]
     assert record["settings"]["seed"] == 3 and record["n0"]["steps"] == 200
     assert set(record["metrics_paper_units"]) == {"introspection", "introspection-linear",
@@ -147,3 +149,5 @@ def test_the_pipeline_reads_mnist_when_the_data_root_has_it(shared_data):
     name, dataset = reference_data(str(shared_data), seed=0)
     assert name == "mnist" and dataset.input_shape == (1, 28, 28)
     assert len(dataset.y_train) == 48000
+    described = data_record(name, dataset, str(shared_data))
+    assert set(described["files"]) and str(shared_data) not in json.dumps(described)
