@@ -34,11 +34,11 @@ import torch.nn.functional as F
 from . import data as data_module
 from . import environment, models
 from .config import to_plain
+from .context import BuildContext
 from .data import Dataset, EpochSampler, random_crop_flip
 from .methods import MethodConfig, build_method
 from .results import Curves, RunResult, TargetResult, TestMetrics, config_hash
 from .schedules import ScheduleRunner
-from .weight_jumps import BuildContext
 from .workloads import Workload
 
 

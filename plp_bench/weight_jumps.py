@@ -14,26 +14,15 @@ from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import dataclass
 from typing import Any
 
 from baselines.introspection.histories import WeightHistoryRecorder
 from baselines.introspection.jumps import FitJumps, IntrospectionJumps, NoiseJumps, WeightJumps
 from baselines.introspection.net import SHIPPED, IntrospectionNet, load_net
 
+from .context import PROBE_CONTEXT, BuildContext
+
 DEFAULT_JUMP_FRACTIONS = (0.3, 0.4, 0.5)
-
-
-@dataclass(frozen=True)
-class BuildContext:
-    """What a wrapper may know about the run it is built for."""
-
-    total_steps: int
-    jump_steps: tuple[int, ...] = ()
-    seed: int = 0
-
-
-PROBE_CONTEXT = BuildContext(total_steps=100)
 
 
 def resolve_jump_steps(own: list[int] | None, context: BuildContext) -> tuple[int, ...]:
