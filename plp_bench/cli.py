@@ -69,9 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     ode.add_argument("--data-dir", metavar="DIR")
     ode.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
 
-    summary_cmd = sub.add_parser("summary", help="print the tables of the run records under "
+    summary_cmd = sub.add_parser("summary", aliases=["report"],
+                                 help="print the tables of the run records under "
                                  "a folder (a sweep's results, or the asv suite's runs)")
-    summary_cmd.add_argument("folder", nargs="?", default="results")
+    summary_cmd.add_argument("folder", nargs="*", help="folders of run records (a sweep's "
+                             "results, the asv suite's runs; default results)")
+    summary_cmd.add_argument("--workload", action="append", metavar="NAME",
+                             help="only this workload (repeatable)")
 
     intro = sub.add_parser("introspection", help="the introspection network of the weight-jump "
                            "methods: train it from real weight histories, or check a trained one")
@@ -170,23 +174,37 @@ def _cmd_run(args, out: Console, err: Console) -> int:
     return 1 if report.failed else 0
 
 
-def _cmd_summary(folder: str, out: Console, err: Console) -> int:
-
+def _cmd_summary(folders: list[str], workload_names: list[str] | None, out: Console,
+                 err: Console) -> int:
     from .results import ResultError, load
 
-    root = Path(folder)
-    if not root.is_dir():
-        raise ConfigError(f"no such folder: {folder}", path=("folder",))
+    roots = [Path(f) for f in folders or ["results"]]
+    for root in roots:
+        if not root.is_dir():
+            raise ConfigError(f"no such folder: {root}", path=("folder",))
     records, unreadable = [], []
-    for path in sorted(root.rglob("seed-*.json")):
-        try:
-            records.append(load(path))
-        except ResultError as error:
-            unreadable.append(str(error))
-    for item in summary.summarize(records):
+    for root in roots:
+        for path in sorted(root.rglob("seed-*.json")):
+            try:
+                records.append(load(path))
+            except ResultError as error:
+                unreadable.append(str(error))
+    if workload_names:
+        present = sorted({r.workload for r in records})
+        for name in workload_names:
+            if name not in present:
+                raise ConfigError(f"no records of workload {name!r} under "
+                                  f"{', '.join(map(str, roots))}; present: "
+                                  f"{', '.join(present) or '(none)'}", path=("--workload",))
+        records = [r for r in records if r.workload in workload_names]
+    summaries = summary.summarize(records)
+    for item in summaries:
         out.print(summary.table(item))
         out.print()
-    out.print(f"{len(records)} run records under {folder}", highlight=False)
+    if len(summaries) > 1:
+        out.print(summary.overall_table(summary.overall(summaries)))
+        out.print()
+    out.print(f"{len(records)} run records under {', '.join(map(str, roots))}", highlight=False)
     for line in unreadable:
         err.print(f"[yellow]skipped:[/] {escape(line)}", highlight=False)
     return 0 if records else 1
@@ -332,8 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list(args.kind, out)
         if args.command == "data":
             return _cmd_fetch(args, out)
-        if args.command == "summary":
-            return _cmd_summary(args.folder, out, err)
+        if args.command in ("summary", "report"):
+            return _cmd_summary(args.folder, args.workload, out, err)
         if args.command == "ode-table":
             return _cmd_ode_table(args, out, err)
         if args.command == "introspection" and args.introspection_command == "train":

@@ -135,3 +135,75 @@ def table(summary: WorkloadSummary, reference: str = REFERENCE_METHOD) -> Table:
             f"[red]{row.diverged}[/]" if row.diverged else "0",
         )
     return t
+
+
+@dataclass
+class OverallRow:
+    """One method across workloads: geometric mean of its per-workload median speedups at the
+    primary target (steps, seconds) and its performance-profile scores (steps, seconds)."""
+
+    method: str
+    workloads: int
+    speedup_steps: float | None
+    speedup_seconds: float | None
+    profile_steps: float
+    profile_seconds: float
+
+
+def overall(summaries: list[WorkloadSummary], reference: str = REFERENCE_METHOD
+            ) -> list[OverallRow]:
+    """Every method that ran on at least one summarised workload."""
+    from .profiles import geometric_mean, performance_ratios, profile_score
+
+    methods = sorted({row.method for s in summaries for row in s.rows},
+                     key=lambda m: (m != reference, m))
+    steps = {m: {} for m in methods}
+    seconds = {m: {} for m in methods}
+    for s in summaries:
+        for row in s.rows:
+            # a method that missed the primary target in most of its runs has no time there
+            reached = 2 * row.reached[-1] > row.runs
+            steps[row.method][s.workload] = row.steps if reached else None
+            seconds[row.method][s.workload] = row.seconds if reached else None
+    step_ratios = performance_ratios(steps)
+    second_ratios = performance_ratios(seconds)
+    rows = []
+    for m in methods:
+        own = [row for s in summaries for row in s.rows if row.method == m]
+        rows.append(OverallRow(
+            method=m, workloads=len(own),
+            speedup_steps=geometric_mean([r.speedup_steps.estimate for r in own
+                                          if r.speedup_steps is not None]),
+            speedup_seconds=geometric_mean([r.speedup_seconds.estimate for r in own
+                                            if r.speedup_seconds is not None]),
+            profile_steps=profile_score(list(step_ratios[m].values())),
+            profile_seconds=profile_score(list(second_ratios[m].values())),
+        ))
+    return rows
+
+
+def overall_table(rows: list[OverallRow], reference: str = REFERENCE_METHOD) -> Table:
+    t = Table(title="all workloads", title_justify="left", caption_justify="left",
+              caption="speedup: geometric mean over workloads of the median paired speedup at "
+              f"the primary target against {reference}; profile: AlgoPerf performance-profile "
+              "score (1 = fastest everywhere, 0 = never within 4x of the fastest; a method "
+              "that missed in most runs counts as never)")
+    t.add_column("method", no_wrap=True)
+    t.add_column("workloads", justify="right")
+    for name in ("speedup (steps)", "speedup (sec)", "profile (steps)", "profile (sec)"):
+        t.add_column(name, justify="right")
+    fields = ("speedup_steps", "speedup_seconds", "profile_steps", "profile_seconds")
+    best = {f: max((getattr(r, f) for r in rows if getattr(r, f) is not None), default=None)
+            for f in fields}
+    for row in rows:
+        cells = []
+        for f in fields:
+            value = getattr(row, f)
+            if f.startswith("speedup") and row.method == reference:
+                cells.append("1 (ref)")
+                continue
+            text = _fmt(value, ".2f") + ("x" if f.startswith("speedup") and value else "")
+            cells.append(f"[bold green]{text}[/]" if value is not None and value == best[f]
+                         else text)
+        t.add_row(row.method, str(row.workloads), *cells)
+    return t
