@@ -1,23 +1,44 @@
 """Per-workload summary tables of run records (terminal, via rich).
 
-Columns: method; runs that reached each target (k/n); median steps and seconds to the primary
-(strictest) target; speedup against the reference method (SGD) paired by seed, in steps and in
-seconds, as a median ratio with a 95% bootstrap interval (marked when the interval excludes 1);
-the best-validation-loss model's test accuracy, top-1 and top-5 error; diverged runs.
+Columns: method; runs that reached each target (k/n); median and interquartile range of the
+steps and of the seconds to each target; speedup against the reference method (SGD) at the
+primary (strictest) target paired by seed, in steps and in seconds, as a median ratio with a
+95% bootstrap interval (marked when the interval excludes 1); the best-validation-loss model's
+test accuracy, top-1 and top-5 error (the PLP paper's Table 4 columns); test accuracy at fixed
+epochs when recorded; diverged runs. The best value of each column is highlighted. Across
+workloads: :func:`overall` (geometric-mean speedup, performance-profile scores).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
+from rich.console import Group
 from rich.table import Table
 
 from .results import RunResult
 from .stats import Interval, bootstrap_median, median, paired_ratios
 
 REFERENCE_METHOD = "sgd"
+
+
+@dataclass
+class Spread:
+    """Median and interquartile range of the runs that reached a target."""
+
+    median: float
+    q1: float
+    q3: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread | None:
+        if not values:
+            return None
+        q1, mid, q3 = np.quantile(np.asarray(values, dtype=np.float64), [0.25, 0.5, 0.75])
+        return cls(float(mid), float(q1), float(q3))
 
 
 @dataclass
@@ -33,6 +54,9 @@ class MethodRow:
     test_error: float | None
     test_top5_error: float | None
     diverged: int
+    steps_spread: list[Spread | None] = field(default_factory=list)  # per target
+    seconds_spread: list[Spread | None] = field(default_factory=list)
+    accuracy_at_epochs: dict[str, float] = field(default_factory=dict)  # median over runs
 
 
 @dataclass
@@ -78,9 +102,26 @@ def summarize(results: Iterable[RunResult], reference: str = REFERENCE_METHOD
                 test_error=median([t.error for t in tests]),
                 test_top5_error=median([t.top5_error for t in tests]),
                 diverged=sum(r.diverged for r in runs),
+                steps_spread=[Spread.of([r.target(t).steps for r in runs
+                                         if r.target(t).reached]) for t in targets],
+                seconds_spread=[Spread.of([r.target(t).seconds for r in runs
+                                           if r.target(t).reached]) for t in targets],
+                accuracy_at_epochs=_median_by_epoch(runs),
             ))
         summaries.append(WorkloadSummary(workload, targets, rows))
     return summaries
+
+
+def _median_by_epoch(runs: list[RunResult]) -> dict[str, float]:
+    epochs = sorted({e for r in runs for e in r.test_accuracy_at_epochs}, key=float)
+    return {e: median([r.test_accuracy_at_epochs[e] for r in runs
+                       if e in r.test_accuracy_at_epochs]) for e in epochs}
+
+
+def _fmt_spread(spread: Spread | None, spec: str) -> str:
+    if spread is None:
+        return "—"
+    return f"{spread.median:{spec}} ({spread.q1:{spec}}–{spread.q3:{spec}})"
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -95,45 +136,82 @@ def _fmt_interval(interval: Interval | None, runs: int) -> str:
     return f"{interval.estimate:.2f}x [{interval.low:.2f}, {interval.high:.2f}]{mark}{pairs}"
 
 
-def table(summary: WorkloadSummary, reference: str = REFERENCE_METHOD) -> Table:
+def _best(values: list[float | None], lower_is_better: bool) -> float | None:
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    return min(present) if lower_is_better else max(present)
+
+
+def _mark(text: str, value: float | None, best: float | None) -> str:
+    return f"[bold green]{text}[/]" if value is not None and value == best else text
+
+
+def table(summary: WorkloadSummary, reference: str = REFERENCE_METHOD) -> Group:
+    """Two tables for a workload, so that each fits a terminal: the time to each target, then
+    the speedups and the tested model. The best value of each column is in bold green."""
+    return Group(time_table(summary), outcome_table(summary, reference))
+
+
+def time_table(summary: WorkloadSummary) -> Table:
     primary = summary.targets[-1]
-    t = Table(title=f"{summary.workload}  (targets: val error ≤ "
+    rows = summary.rows
+    t = Table(title=f"{summary.workload}: time to target  (val error ≤ "
                     f"{', '.join(f'{x:g}' for x in summary.targets)}; primary {primary:g})",
               title_justify="left", caption_justify="left",
-              caption=f"speedup = {reference} / method, paired by seed, median [95% bootstrap]; "
-              "* interval excludes 1; n= seeds where both reached the target")
+              caption="median (interquartile range) of the runs that reached the target")
     t.add_column("method", no_wrap=True)
     t.add_column("reached", justify="right")
-    t.add_column(f"steps@{primary:g}", justify="right")
-    t.add_column(f"sec@{primary:g}", justify="right")
-    t.add_column("speedup (steps)", justify="right")
-    t.add_column("speedup (sec)", justify="right")
-    t.add_column("test acc", justify="right")
-    t.add_column("top-1 err", justify="right")
-    t.add_column("top-5 err", justify="right")
+    columns: list[list[str]] = [[r.method for r in rows],
+                                [" ".join(f"{k}/{r.runs}" for k in r.reached) for r in rows]]
+    for label, attr, spec in (("steps", "steps_spread", ".0f"), ("sec", "seconds_spread", ".2f")):
+        for i, target in enumerate(summary.targets):
+            spreads = [getattr(r, attr)[i] for r in rows]
+            medians = [None if x is None else x.median for x in spreads]
+            best = _best(medians, lower_is_better=True)
+            t.add_column(f"{label}@{target:g}", justify="right")
+            columns.append([_mark(_fmt_spread(x, spec), m, best)
+                            for x, m in zip(spreads, medians, strict=True)])
+    for cells in zip(*columns, strict=True):
+        t.add_row(*cells)
+    return t
+
+
+def outcome_table(summary: WorkloadSummary, reference: str = REFERENCE_METHOD) -> Table:
+    primary = summary.targets[-1]
+    rows = summary.rows
+    t = Table(title=f"{summary.workload}: speedup at {primary:g} and the tested model",
+              title_justify="left", caption_justify="left",
+              caption=f"speedup = {reference} / method, paired by seed, median [95% bootstrap]; "
+              "* interval excludes 1; n= seeds where both reached the target; test: the "
+              "best-validation-loss model")
+    t.add_column("method", no_wrap=True)
+    columns: list[list[str]] = [[r.method for r in rows]]
+    for label, attr in (("speedup (steps)", "speedup_steps"),
+                        ("speedup (sec)", "speedup_seconds")):
+        intervals = [getattr(r, attr) for r in rows]
+        estimates = [None if x is None else x.estimate for x in intervals]
+        best = _best(estimates, lower_is_better=False)
+        t.add_column(label, justify="right")
+        columns.append(["1 (ref)" if r.method == reference else
+                        _mark(_fmt_interval(x, r.runs), e, best)
+                        for r, x, e in zip(rows, intervals, estimates, strict=True)])
+    for label, attr, lower in (("test acc", "test_accuracy", False),
+                               ("top-1 err", "test_error", True),
+                               ("top-5 err", "test_top5_error", True)):
+        values = [getattr(r, attr) for r in rows]
+        best = _best(values, lower_is_better=lower)
+        t.add_column(label, justify="right")
+        columns.append([_mark(_fmt(v, ".4f"), v, best) for v in values])
+    epochs = sorted({e for r in rows for e in r.accuracy_at_epochs}, key=float)
+    if epochs:
+        t.add_column("test acc @ epoch", justify="right")
+        columns.append([", ".join(f"{e}: {r.accuracy_at_epochs[e]:.3f}" for e in epochs
+                                  if e in r.accuracy_at_epochs) or "—" for r in rows])
     t.add_column("diverged", justify="right")
-    best_steps = min((r.steps for r in summary.rows if r.steps is not None), default=None)
-    best_acc = max((r.test_accuracy for r in summary.rows if r.test_accuracy is not None),
-                   default=None)
-    for row in summary.rows:
-        steps = _fmt(row.steps, ".0f")
-        if row.steps is not None and row.steps == best_steps:
-            steps = f"[bold green]{steps}[/]"
-        acc = _fmt(row.test_accuracy, ".4f")
-        if row.test_accuracy is not None and row.test_accuracy == best_acc:
-            acc = f"[bold green]{acc}[/]"
-        t.add_row(
-            row.method,
-            " ".join(f"{k}/{row.runs}" for k in row.reached),
-            steps,
-            _fmt(row.seconds, ".2f"),
-            _fmt_interval(row.speedup_steps, row.runs) if row.method != reference else "1 (ref)",
-            _fmt_interval(row.speedup_seconds, row.runs) if row.method != reference else "1 (ref)",
-            acc,
-            _fmt(row.test_error, ".4f"),
-            _fmt(row.test_top5_error, ".4f"),
-            f"[red]{row.diverged}[/]" if row.diverged else "0",
-        )
+    columns.append([f"[red]{r.diverged}[/]" if r.diverged else "0" for r in rows])
+    for cells in zip(*columns, strict=True):
+        t.add_row(*cells)
     return t
 
 

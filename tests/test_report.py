@@ -4,8 +4,10 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from helpers import tiny
+from rich.console import Console
 
 from plp_bench import summary
 from plp_bench.cli import main
@@ -72,3 +74,42 @@ def test_report_mistakes_exit_2_naming_the_value(records, args, message, capsys)
         args = ["report", str(folder), *args[1:]]
     assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_time_table_gives_median_and_interquartile_range_of_each_target(records):
+    _, results = records
+    item = next(s for s in summary.summarize(results) if s.workload == "digits-mlp")
+    plp = [r for r in results if r.workload == "digits-mlp" and r.method == "plp"]
+    row = next(r for r in item.rows if r.method == "plp")
+    for i, target in enumerate(item.targets):
+        steps = [r.target(target).steps for r in plp if r.target(target).reached]
+        q1, mid, q3 = np.quantile(steps, [0.25, 0.5, 0.75])
+        assert (row.steps_spread[i].median, row.steps_spread[i].q1,
+                row.steps_spread[i].q3) == (mid, q1, q3)
+
+
+def test_the_best_value_of_a_column_is_highlighted_and_narrow_terminals_still_render(records):
+    _, results = records
+    item = next(s for s in summary.summarize(results) if s.workload == "digits-mlp")
+    time_table = summary.time_table(item)
+    column = next(c for c in time_table.columns if c.header == "steps@0.3")
+    medians = [r.steps_spread[-1].median if r.steps_spread[-1] else None for r in item.rows]
+    best = min(m for m in medians if m is not None)
+    for cell, m in zip(column._cells, medians, strict=True):
+        assert cell.startswith("[bold green]") == (m == best)
+    console = Console(width=70, record=True)
+    console.print(summary.table(item))
+    text = console.export_text()
+    assert "digits-mlp: time to target" in text and "speedup at 0.3" in text
+
+
+def test_accuracy_at_fixed_epochs_is_shown_when_recorded():
+    workload = tiny("breast_cancer-mlp", epochs=2, steps=None, eval_every=0,
+                    test_at_epochs=[1, 2])
+    from plp_bench import run
+
+    results = [run(workload, get_method(m), seed=0) for m in ("sgd", "plp")]
+    console = Console(width=200, record=True)
+    console.print(summary.table(summary.summarize(results)[0]))
+    text = console.export_text()
+    assert "test acc @ epoch" in text and "1: " in text and "2: " in text
