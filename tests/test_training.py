@@ -5,7 +5,6 @@ import json
 import math
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -95,16 +94,27 @@ def test_curves_and_best_model():
 
 
 def test_clock_excludes_evaluation(monkeypatch):
+    """A fake clock, so the test does not depend on the machine's load: every evaluation
+    takes 100 fake seconds, every other reading of the clock 1 ms."""
+    now = [0.0]
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter():
+            now[0] += 0.001
+            return now[0]
+
     real = training.evaluate
 
     def slow(*args, **kwargs):
-        time.sleep(0.05)
+        now[0] += 100.0
         return real(*args, **kwargs)
 
+    monkeypatch.setattr(training, "time", FakeTime)
     monkeypatch.setattr(training, "evaluate", slow)
     result = run(tiny(steps=10, eval_every=1), get_method("sgd"), seed=0)
-    assert result.wall_seconds > 0.5  # 12 evaluations slept
-    assert result.train_seconds < 0.3
+    assert result.wall_seconds > 1200  # 12 evaluations of 100 s each
+    assert result.train_seconds < 1.0  # ten steps of a few clock readings
     assert result.curves.train_seconds == sorted(result.curves.train_seconds)
 
 
