@@ -12,8 +12,8 @@ import torch
 
 from baselines.introspection.jumps import WeightJumps, history_steps, predict_flat
 from plp_bench import benchmarking
-from plp_bench.method_cost import StepBench, median_time_ratio, parameter_set
-from plp_bench.methods import METHODS, MethodConfig, build_method, get_method, list_methods
+from plp_bench.method_cost import StepBench, bare, median_time_ratio, parameter_set
+from plp_bench.methods import METHODS, build_method, get_method, list_methods
 
 SIZE = benchmarking.current_size()
 JUMP_WRAPPERS = {"introspection", "fit-jumps", "noise-jumps"}
@@ -42,9 +42,7 @@ class JumpCost:
         generator = torch.Generator().manual_seed(0)
         drift = torch.randn(flat.shape, generator=generator) * 1e-3
         self.columns = [flat + k * drift for k in (0.0, 0.4, 0.7, 1.0)]
-        base = get_method(method).optimizer
-        self.reference = StepBench.build(MethodConfig(name=f"bare-{base}", optimizer=base),
-                                         parameters)
+        self.reference = StepBench.build(bare(get_method(method)), parameters)
         self.reference.steps(1)
 
     def jump(self):

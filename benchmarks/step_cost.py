@@ -15,25 +15,24 @@ repeats within one process, so machine noise cancels.
 """
 
 from plp_bench import benchmarking
-from plp_bench.method_cost import StepBench, held_bytes, median_time_ratio, parameter_bytes
-from plp_bench.methods import METHODS, MethodConfig, get_method, list_methods
+from plp_bench.method_cost import (
+    StepBench,
+    bare,
+    held_bytes,
+    median_time_ratio,
+    parameter_bytes,
+)
+from plp_bench.methods import METHODS, get_method, list_methods
 
 TRAINING_BATCH = 32
 SIZE = benchmarking.current_size()
-
-
-def bare(method_name: str) -> MethodConfig:
-    """The method's base optimizer alone, with its hyperparameters: the reference."""
-    method = get_method(method_name)
-    return MethodConfig(name=f"bare-{method.optimizer}", optimizer=method.optimizer,
-                        hyperparameters=method.hyperparameters)
 
 
 def warmed_pair(method: str, parameters: str, batch_size=None) -> tuple[StepBench, StepBench]:
     """The method and its bare optimizer over the same parameter set, each stepped once so
     that state is allocated before anything is timed."""
     pair = (StepBench.build(get_method(method), parameters, batch_size=batch_size),
-            StepBench.build(bare(method), parameters, batch_size=batch_size))
+            StepBench.build(bare(get_method(method)), parameters, batch_size=batch_size))
     for bench in pair:
         bench.steps()
     return pair

@@ -103,6 +103,13 @@ class StepBench:
             self.step_count += 1
 
 
+def bare(method: MethodConfig) -> MethodConfig:
+    """``method``'s base optimizer alone, with its hyperparameters: the reference a method's
+    cost is measured against."""
+    return MethodConfig(name=f"bare-{method.optimizer}", optimizer=method.optimizer,
+                        hyperparameters=method.hyperparameters)
+
+
 def held_bytes(optimizer: Any, params: Iterable[torch.Tensor]) -> int:
     """Bytes of the distinct tensors an optimizer (and every optimizer it wraps) holds,
     parameters and gradients excluded: its state, buffers and scratch copies."""

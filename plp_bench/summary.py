@@ -46,8 +46,6 @@ class MethodRow:
     method: str
     runs: int
     reached: list[int]  # per target
-    steps: float | None
-    seconds: float | None
     speedup_steps: Interval | None
     speedup_seconds: Interval | None
     test_accuracy: float | None
@@ -57,6 +55,15 @@ class MethodRow:
     steps_spread: list[Spread | None] = field(default_factory=list)  # per target
     seconds_spread: list[Spread | None] = field(default_factory=list)
     accuracy_at_epochs: dict[str, float] = field(default_factory=dict)  # median over runs
+
+    @property
+    def steps(self) -> float | None:
+        """Median steps to the primary target of the runs that reached it."""
+        return None if self.steps_spread[-1] is None else self.steps_spread[-1].median
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.seconds_spread[-1] is None else self.seconds_spread[-1].median
 
 
 @dataclass
@@ -84,8 +91,6 @@ def summarize(results: Iterable[RunResult], reference: str = REFERENCE_METHOD
         rows = []
         for method in sorted(methods, key=lambda m: (m != reference, m)):
             runs = sorted(methods[method], key=lambda r: r.seed)
-            steps = [r.target(primary).steps for r in runs if r.target(primary).reached]
-            secs = [r.target(primary).seconds for r in runs if r.target(primary).reached]
             speed_steps = speed_secs = None
             if ref_runs and method != reference:
                 speed_steps = bootstrap_median(paired_ratios(
@@ -96,7 +101,6 @@ def summarize(results: Iterable[RunResult], reference: str = REFERENCE_METHOD
             rows.append(MethodRow(
                 method=method, runs=len(runs),
                 reached=[sum(r.target(t).reached for r in runs) for t in targets],
-                steps=median(steps), seconds=median(secs),
                 speedup_steps=speed_steps, speedup_seconds=speed_secs,
                 test_accuracy=median([t.accuracy for t in tests]),
                 test_error=median([t.error for t in tests]),

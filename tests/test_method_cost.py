@@ -4,8 +4,8 @@ suite's classes run."""
 import pytest
 import torch
 
-from benchmarks.step_cost import TrainingStepOverhead, UpdateOverhead, UpdateTime, bare
-from plp_bench.method_cost import StepBench, held_bytes, parameter_bytes, parameter_set
+from benchmarks.step_cost import TrainingStepOverhead, UpdateOverhead, UpdateTime
+from plp_bench.method_cost import StepBench, bare, held_bytes, parameter_bytes, parameter_set
 from plp_bench.methods import MethodConfig, get_method
 
 
@@ -45,7 +45,7 @@ def test_synthetic_and_training_steps_move_the_weights():
 
 
 def test_the_step_cost_suite_runs():
-    assert bare("plp-adam").optimizer == "adam" and not bare("plp").wrappers
+    assert bare(get_method("plp-adam")).optimizer == "adam" and not bare(get_method("plp")).wrappers
     timing = UpdateTime()
     timing.setup("mlp", "plp")
     timing.time_update("mlp", "plp")
