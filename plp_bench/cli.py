@@ -69,13 +69,24 @@ def _parser() -> argparse.ArgumentParser:
     ode.add_argument("--data-dir", metavar="DIR")
     ode.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
 
-    summary_cmd = sub.add_parser("summary", aliases=["report"],
-                                 help="print the tables of the run records under "
-                                 "a folder (a sweep's results, or the asv suite's runs)")
-    summary_cmd.add_argument("folder", nargs="*", help="folders of run records (a sweep's "
-                             "results, the asv suite's runs; default results)")
-    summary_cmd.add_argument("--workload", action="append", metavar="NAME",
-                             help="only this workload (repeatable)")
+    report_cmd = sub.add_parser("report", aliases=["summary"],
+                                help="the tables of run records (a sweep's results, the asv "
+                                "suite's runs), the change against another commit, and the "
+                                "HTML report")
+    report_cmd.add_argument("folder", nargs="*", help="folders of run records (default: "
+                            "./results, else the asv run cache of the checked-out commit)")
+    report_cmd.add_argument("--workload", action="append", metavar="NAME",
+                            help="only this workload (repeatable)")
+    report_cmd.add_argument("--compare", metavar="REV", help="also show the change against "
+                            "another commit's records (a git revision, looked up in the asv "
+                            "run cache, or a folder of records)")
+    report_cmd.add_argument("--html", action="store_true", help="also write "
+                            "OUT/<commit>/index.html and the index of every commit OUT/index.html")
+    report_cmd.add_argument("--out", default="reports", metavar="DIR",
+                            help="where --html writes (default reports)")
+    report_cmd.add_argument("--asv-results", default=".asv/results", metavar="DIR",
+                            help="asv's results folder, read for the commit's own asv values "
+                            "(default .asv/results)")
 
     intro = sub.add_parser("introspection", help="the introspection network of the weight-jump "
                            "methods: train it from real weight histories, or check a trained one")
@@ -172,42 +183,6 @@ def _cmd_run(args, out: Console, err: Console) -> int:
         out.print(f"  not run: {method_name} does not apply to {workload_name} (backbones: "
                   f"{', '.join(backbones)})", highlight=False)
     return 1 if report.failed else 0
-
-
-def _cmd_summary(folders: list[str], workload_names: list[str] | None, out: Console,
-                 err: Console) -> int:
-    from .results import ResultError, load
-
-    roots = [Path(f) for f in folders or ["results"]]
-    for root in roots:
-        if not root.is_dir():
-            raise ConfigError(f"no such folder: {root}", path=("folder",))
-    records, unreadable = [], []
-    for root in roots:
-        for path in sorted(root.rglob("seed-*.json")):
-            try:
-                records.append(load(path))
-            except ResultError as error:
-                unreadable.append(str(error))
-    if workload_names:
-        present = sorted({r.workload for r in records})
-        for name in workload_names:
-            if name not in present:
-                raise ConfigError(f"no records of workload {name!r} under "
-                                  f"{', '.join(map(str, roots))}; present: "
-                                  f"{', '.join(present) or '(none)'}", path=("--workload",))
-        records = [r for r in records if r.workload in workload_names]
-    summaries = summary.summarize(records)
-    for item in summaries:
-        out.print(summary.table(item))
-        out.print()
-    if len(summaries) > 1:
-        out.print(summary.overall_table(summary.overall(summaries)))
-        out.print()
-    out.print(f"{len(records)} run records under {', '.join(map(str, roots))}", highlight=False)
-    for line in unreadable:
-        err.print(f"[yellow]skipped:[/] {escape(line)}", highlight=False)
-    return 0 if records else 1
 
 
 def _cmd_ode_table(args, out: Console, err: Console) -> int:
@@ -351,7 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "data":
             return _cmd_fetch(args, out)
         if args.command in ("summary", "report"):
-            return _cmd_summary(args.folder, args.workload, out, err)
+            from .report_command import report
+
+            return report(args.folder, workloads=args.workload, compare=args.compare,
+                          html=args.html, out_dir=args.out, asv_dir=args.asv_results,
+                          out=out, err=err)
         if args.command == "ode-table":
             return _cmd_ode_table(args, out, err)
         if args.command == "introspection" and args.introspection_command == "train":

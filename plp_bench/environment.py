@@ -1,10 +1,11 @@
-"""What a run record says about where it ran: versions, device, threads, commit."""
+"""What a run record says about where it ran: versions, device, threads, commit, and when."""
 
 from __future__ import annotations
 
 import os
 import platform
 import subprocess
+from datetime import UTC, datetime
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -72,4 +73,5 @@ def describe(device: torch.device) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "commit": git_commit(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }

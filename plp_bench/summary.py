@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from rich.console import Group
-from rich.table import Table
 
 from .results import RunResult
 from .stats import Interval, bootstrap_median, median, paired_ratios
+from .tables import Cell, Column, TableData, to_rich
 
 REFERENCE_METHOD = "sgd"
 
@@ -125,6 +125,8 @@ def _median_by_epoch(runs: list[RunResult]) -> dict[str, float]:
 def _fmt_spread(spread: Spread | None, spec: str) -> str:
     if spread is None:
         return "—"
+    if spec == "seconds":  # two decimals from a second up, three significant digits below
+        spec = ".2f" if spread.median >= 1 else ".3g"
     return f"{spread.median:{spec}} ({spread.q1:{spec}}–{spread.q3:{spec}})"
 
 
@@ -147,76 +149,77 @@ def _best(values: list[float | None], lower_is_better: bool) -> float | None:
     return min(present) if lower_is_better else max(present)
 
 
-def _mark(text: str, value: float | None, best: float | None) -> str:
-    return f"[bold green]{text}[/]" if value is not None and value == best else text
+def _mark(text: str, value: float | None, best: float | None) -> Cell:
+    return Cell(text, "best" if value is not None and value == best else None)
 
 
 def table(summary: WorkloadSummary, reference: str = REFERENCE_METHOD) -> Group:
     """Two tables for a workload, so that each fits a terminal: the time to each target, then
     the speedups and the tested model. The best value of each column is in bold green."""
-    return Group(time_table(summary), outcome_table(summary, reference))
+    return Group(to_rich(time_table(summary)), to_rich(outcome_table(summary, reference)))
 
 
-def time_table(summary: WorkloadSummary) -> Table:
+def _add_columns(table: TableData, columns: list[tuple[Column, list[Cell]]]) -> TableData:
+    table.columns = [c for c, _ in columns]
+    for cells in zip(*(cells for _, cells in columns), strict=True):
+        table.add_row(*cells)
+    return table
+
+
+def time_table(summary: WorkloadSummary) -> TableData:
     primary = summary.targets[-1]
     rows = summary.rows
-    t = Table(title=f"{summary.workload}: time to target  (val error ≤ "
-                    f"{', '.join(f'{x:g}' for x in summary.targets)}; primary {primary:g})",
-              title_justify="left", caption_justify="left",
-              caption="median (interquartile range) of the runs that reached the target")
-    t.add_column("method", no_wrap=True)
-    t.add_column("reached", justify="right")
-    columns: list[list[str]] = [[r.method for r in rows],
-                                [" ".join(f"{k}/{r.runs}" for k in r.reached) for r in rows]]
-    for label, attr, spec in (("steps", "steps_spread", ".0f"), ("sec", "seconds_spread", ".2f")):
+    columns: list[tuple[Column, list[Cell]]] = [
+        (Column("method", numeric=False), [Cell(r.method) for r in rows]),
+        (Column("reached"), [Cell(" ".join(f"{k}/{r.runs}" for k in r.reached)) for r in rows]),
+    ]
+    for label, attr, spec in (("steps", "steps_spread", ".0f"), ("sec", "seconds_spread", "seconds")):
         for i, target in enumerate(summary.targets):
             spreads = [getattr(r, attr)[i] for r in rows]
             medians = [None if x is None else x.median for x in spreads]
             best = _best(medians, lower_is_better=True)
-            t.add_column(f"{label}@{target:g}", justify="right")
-            columns.append([_mark(_fmt_spread(x, spec), m, best)
-                            for x, m in zip(spreads, medians, strict=True)])
-    for cells in zip(*columns, strict=True):
-        t.add_row(*cells)
-    return t
+            columns.append((Column(f"{label}@{target:g}"),
+                            [_mark(_fmt_spread(x, spec), m, best)
+                             for x, m in zip(spreads, medians, strict=True)]))
+    return _add_columns(TableData(
+        title=f"{summary.workload}: time to target  (val error ≤ "
+              f"{', '.join(f'{x:g}' for x in summary.targets)}; primary {primary:g})",
+        columns=[], caption="median (interquartile range) of the runs that reached the target"),
+        columns)
 
 
-def outcome_table(summary: WorkloadSummary, reference: str = REFERENCE_METHOD) -> Table:
+def outcome_table(summary: WorkloadSummary, reference: str = REFERENCE_METHOD) -> TableData:
     primary = summary.targets[-1]
     rows = summary.rows
-    t = Table(title=f"{summary.workload}: speedup at {primary:g} and the tested model",
-              title_justify="left", caption_justify="left",
-              caption=f"speedup = {reference} / method, paired by seed, median [95% bootstrap]; "
-              "* interval excludes 1; n= seeds where both reached the target; test: the "
-              "best-validation-loss model")
-    t.add_column("method", no_wrap=True)
-    columns: list[list[str]] = [[r.method for r in rows]]
+    columns: list[tuple[Column, list[Cell]]] = [
+        (Column("method", numeric=False), [Cell(r.method) for r in rows])]
     for label, attr in (("speedup (steps)", "speedup_steps"),
                         ("speedup (sec)", "speedup_seconds")):
         intervals = [getattr(r, attr) for r in rows]
         estimates = [None if x is None else x.estimate for x in intervals]
         best = _best(estimates, lower_is_better=False)
-        t.add_column(label, justify="right")
-        columns.append(["1 (ref)" if r.method == reference else
-                        _mark(_fmt_interval(x, r.runs), e, best)
-                        for r, x, e in zip(rows, intervals, estimates, strict=True)])
+        columns.append((Column(label), [Cell("1 (ref)") if r.method == reference else
+                                        _mark(_fmt_interval(x, r.runs), e, best)
+                                        for r, x, e in zip(rows, intervals, estimates,
+                                                           strict=True)]))
     for label, attr, lower in (("test acc", "test_accuracy", False),
                                ("top-1 err", "test_error", True),
                                ("top-5 err", "test_top5_error", True)):
         values = [getattr(r, attr) for r in rows]
         best = _best(values, lower_is_better=lower)
-        t.add_column(label, justify="right")
-        columns.append([_mark(_fmt(v, ".4f"), v, best) for v in values])
+        columns.append((Column(label), [_mark(_fmt(v, ".4f"), v, best) for v in values]))
     epochs = sorted({e for r in rows for e in r.accuracy_at_epochs}, key=float)
     if epochs:
-        t.add_column("test acc @ epoch", justify="right")
-        columns.append([", ".join(f"{e}: {r.accuracy_at_epochs[e]:.3f}" for e in epochs
-                                  if e in r.accuracy_at_epochs) or "—" for r in rows])
-    t.add_column("diverged", justify="right")
-    columns.append([f"[red]{r.diverged}[/]" if r.diverged else "0" for r in rows])
-    for cells in zip(*columns, strict=True):
-        t.add_row(*cells)
-    return t
+        columns.append((Column("test acc @ epoch"),
+                        [Cell(", ".join(f"{e}: {r.accuracy_at_epochs[e]:.3f}" for e in epochs
+                                        if e in r.accuracy_at_epochs) or "—") for r in rows]))
+    columns.append((Column("diverged"), [Cell(str(r.diverged), "warn" if r.diverged else None)
+                                         for r in rows]))
+    return _add_columns(TableData(
+        title=f"{summary.workload}: speedup at {primary:g} and the tested model", columns=[],
+        caption=f"speedup = {reference} / method, paired by seed, median [95% bootstrap]; "
+        "* interval excludes 1; n= seeds where both reached the target; test: the "
+        "best-validation-loss model"), columns)
 
 
 @dataclass
@@ -232,6 +235,21 @@ class OverallRow:
     profile_seconds: float
 
 
+def primary_times(summaries: list[WorkloadSummary]
+                  ) -> tuple[dict[str, dict[str, float | None]], dict[str, dict[str, float | None]]]:
+    """``steps[method][workload]`` and ``seconds[...]`` to the primary target, the inputs of the
+    performance profiles: the median of the runs that reached it, ``None`` for a method that
+    missed it in most of its runs (it has no time there)."""
+    steps: dict[str, dict[str, float | None]] = defaultdict(dict)
+    seconds: dict[str, dict[str, float | None]] = defaultdict(dict)
+    for s in summaries:
+        for row in s.rows:
+            reached = 2 * row.reached[-1] > row.runs
+            steps[row.method][s.workload] = row.steps if reached else None
+            seconds[row.method][s.workload] = row.seconds if reached else None
+    return dict(steps), dict(seconds)
+
+
 def overall(summaries: list[WorkloadSummary], reference: str = REFERENCE_METHOD
             ) -> list[OverallRow]:
     """Every method that ran on at least one summarised workload."""
@@ -239,14 +257,7 @@ def overall(summaries: list[WorkloadSummary], reference: str = REFERENCE_METHOD
 
     methods = sorted({row.method for s in summaries for row in s.rows},
                      key=lambda m: (m != reference, m))
-    steps = {m: {} for m in methods}
-    seconds = {m: {} for m in methods}
-    for s in summaries:
-        for row in s.rows:
-            # a method that missed the primary target in most of its runs has no time there
-            reached = 2 * row.reached[-1] > row.runs
-            steps[row.method][s.workload] = row.steps if reached else None
-            seconds[row.method][s.workload] = row.seconds if reached else None
+    steps, seconds = primary_times(summaries)
     step_ratios = performance_ratios(steps)
     second_ratios = performance_ratios(seconds)
     rows = []
@@ -264,16 +275,16 @@ def overall(summaries: list[WorkloadSummary], reference: str = REFERENCE_METHOD
     return rows
 
 
-def overall_table(rows: list[OverallRow], reference: str = REFERENCE_METHOD) -> Table:
-    t = Table(title="all workloads", title_justify="left", caption_justify="left",
-              caption="speedup: geometric mean over workloads of the median paired speedup at "
-              f"the primary target against {reference}; profile: AlgoPerf performance-profile "
-              "score (1 = fastest everywhere, 0 = never within 4x of the fastest; a method "
-              "that missed in most runs counts as never)")
-    t.add_column("method", no_wrap=True)
-    t.add_column("workloads", justify="right")
-    for name in ("speedup (steps)", "speedup (sec)", "profile (steps)", "profile (sec)"):
-        t.add_column(name, justify="right")
+def overall_table(rows: list[OverallRow], reference: str = REFERENCE_METHOD) -> TableData:
+    t = TableData(
+        title="all workloads",
+        columns=[Column("method", numeric=False), Column("workloads"),
+                 *(Column(name) for name in ("speedup (steps)", "speedup (sec)",
+                                             "profile (steps)", "profile (sec)"))],
+        caption="speedup: geometric mean over workloads of the median paired speedup at "
+        f"the primary target against {reference}; profile: AlgoPerf performance-profile "
+        "score (1 = fastest everywhere, 0 = never within 4x of the fastest; a method "
+        "that missed in most runs counts as never)")
     fields = ("speedup_steps", "speedup_seconds", "profile_steps", "profile_seconds")
     best = {f: max((getattr(r, f) for r in rows if getattr(r, f) is not None), default=None)
             for f in fields}
@@ -282,10 +293,9 @@ def overall_table(rows: list[OverallRow], reference: str = REFERENCE_METHOD) -> 
         for f in fields:
             value = getattr(row, f)
             if f.startswith("speedup") and row.method == reference:
-                cells.append("1 (ref)")
+                cells.append(Cell("1 (ref)"))
                 continue
             text = _fmt(value, ".2f") + ("x" if f.startswith("speedup") and value else "")
-            cells.append(f"[bold green]{text}[/]" if value is not None and value == best[f]
-                         else text)
+            cells.append(_mark(text, value, best[f]))
         t.add_row(row.method, str(row.workloads), *cells)
     return t

@@ -14,6 +14,7 @@ from plp_bench.cli import main
 from plp_bench.methods import get_method
 from plp_bench.profiles import geometric_mean, profile_score
 from plp_bench.sweeps import sweep
+from plp_bench.tables import to_rich
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +93,14 @@ def test_the_best_value_of_a_column_is_highlighted_and_narrow_terminals_still_re
     _, results = records
     item = next(s for s in summary.summarize(results) if s.workload == "digits-mlp")
     time_table = summary.time_table(item)
-    column = next(c for c in time_table.columns if c.header == "steps@0.3")
+    column = time_table.column("steps@0.3")
     medians = [r.steps_spread[-1].median if r.steps_spread[-1] else None for r in item.rows]
     best = min(m for m in medians if m is not None)
-    for cell, m in zip(column._cells, medians, strict=True):
+    for cell, m in zip(column, medians, strict=True):
+        assert (cell.style == "best") == (m == best)
+    rendered = to_rich(time_table)
+    rich_cells = next(c for c in rendered.columns if c.header == "steps@0.3")._cells
+    for cell, m in zip(rich_cells, medians, strict=True):
         assert cell.startswith("[bold green]") == (m == best)
     console = Console(width=70, record=True)
     console.print(summary.table(item))

@@ -1,0 +1,95 @@
+"""``plp-bench report``: the record tables in the terminal, the change against another commit,
+asv's own values, and (``--html``) the commit's page and the index of every commit."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from . import asv_results, summary
+from .changes import asv_table, record_changes
+from .config import ConfigError
+from .environment import git_commit
+from .record_sources import RecordSet, commit_folders, read_folders, records_of
+from .tables import to_rich
+
+DEFAULT_FOLDER = "results"
+
+
+def _default_folders() -> list[str]:
+    """``results`` when it exists, else the asv run cache of the checked-out commit."""
+    if Path(DEFAULT_FOLDER).is_dir():
+        return [DEFAULT_FOLDER]
+    commit = git_commit()
+    cached = commit_folders(commit) if commit else []
+    if cached:
+        return [str(p) for p in cached]
+    raise ConfigError(f"no run records: no ./{DEFAULT_FOLDER} folder and no asv run cache of "
+                      "the checked-out commit; name a folder of records", path=("folder",))
+
+
+def _filter(found: RecordSet, names: list[str] | None) -> RecordSet:
+    if not names:
+        return found
+    present = sorted({r.workload for r in found.records})
+    for name in names:
+        if name not in present:
+            raise ConfigError(f"no records of workload {name!r} under "
+                              f"{', '.join(map(str, found.folders))}; present: "
+                              f"{', '.join(present) or '(none)'}", path=("--workload",))
+    return found.only(names)
+
+
+def report(folders: list[str], *, workloads: list[str] | None, compare: str | None,
+           html: bool, out_dir: str, asv_dir: str, out: Console, err: Console) -> int:
+    thresholds = asv_results.Thresholds.load()
+    found = _filter(read_folders(folders or _default_folders()), workloads)
+    commit = found.commit
+    values = asv_results.commit_values(asv_dir, commit) if commit else []
+    baseline = None
+    if compare is not None:
+        from .html_report import Baseline
+
+        base_found, base_commit = records_of(compare)
+        base_found = base_found.only({r.workload for r in found.records})
+        base_values = asv_results.commit_values(asv_dir, base_commit) if base_commit else []
+        baseline = Baseline(compare, base_found.records, base_values)
+    summaries = summary.summarize(found.records)
+    changes = ({t.title.split(":", 1)[0]: t for t in record_changes(
+        found.records, baseline.records, thresholds=thresholds, label=compare)}
+        if baseline else {})
+    for item in summaries:
+        out.print(summary.table(item))
+        if item.workload in changes:
+            out.print(to_rich(changes[item.workload]))
+        out.print()
+    if len(summaries) > 1:
+        out.print(to_rich(summary.overall_table(summary.overall(summaries))))
+        out.print()
+    shown = asv_table(values, baseline.asv_values if baseline else None, thresholds=thresholds,
+                      label=compare or "")
+    if shown.rows:
+        out.print(to_rich(shown))
+        out.print()
+    where = ", ".join(map(str, found.folders))
+    out.print(f"{len(found.records)} run records under {where}"
+              + (f" (commit {commit[:12]})" if commit else "")
+              + (f"; {len(values)} asv values" if values else "")
+              + (f"; compared with {compare}: {len(baseline.records)} records"
+                 if baseline else ""), highlight=False)
+    for line in found.unreadable:
+        err.print(f"[yellow]skipped:[/] {escape(line)}", highlight=False)
+    if html and found.records:
+        from .html_report import build_commit_page, build_index
+
+        started = time.perf_counter()
+        with err.status("building the HTML report ..."):
+            page = build_commit_page(found, Path(out_dir), commit=commit, asv_values=values,
+                                     thresholds=thresholds, baseline=baseline)
+            index = build_index(Path(out_dir))
+        out.print(f"HTML report: {page} (index: {index}; {time.perf_counter() - started:.1f} s)",
+                  highlight=False)
+    return 0 if found.records else 1
