@@ -11,12 +11,11 @@ the run's whole budget, so a method that stops reaching a target is a change, no
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 
 from .asv_results import AsvValue, Thresholds
 from .benchmarking import censored
-from .results import RunResult
+from .results import RunResult, group_runs
 from .stats import median
 from .tables import Cell, Column, Style, TableData
 
@@ -47,23 +46,16 @@ def _change(before: float | None, now: float | None) -> str:
     return " (=)" if percent == 0 else f" ({percent:+.1f}%)"
 
 
-def _grouped(records: Iterable[RunResult]) -> dict[str, dict[str, list[RunResult]]]:
-    grouped: dict[str, dict[str, list[RunResult]]] = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        grouped[r.workload][r.method].append(r)
-    return grouped
-
-
 def _test_error(runs: list[RunResult]) -> float | None:
     return median([r.best_test.error for r in runs if r.best_test is not None])
 
 
 def record_changes(now: Iterable[RunResult], before: Iterable[RunResult], *,
-                   thresholds: Thresholds, label: str) -> list[TableData]:
-    """One table per workload of ``now``: each method's values at the primary target now, and
-    their change against ``before`` (the records of ``label``)."""
-    current, base = _grouped(now), _grouped(before)
-    tables = []
+                   thresholds: Thresholds, label: str) -> dict[str, TableData]:
+    """A table for each workload of ``now``: each method's values at the primary target now,
+    and their change against ``before`` (the records of ``label``)."""
+    current, base = group_runs(now), group_runs(before)
+    tables = {}
     limits = {name: thresholds.of(name) for name in (STEPS, SECONDS, TEST_ERROR)}
     for workload in sorted(current):
         methods = current[workload]
@@ -104,7 +96,7 @@ def record_changes(now: Iterable[RunResult], before: Iterable[RunResult], *,
                           Cell(f"{censored(runs, primary, 'seconds'):.2f}"),
                           Cell("—" if b_err is None else f"{b_err:.4f}")]
             table.add_row(*cells)
-        tables.append(table)
+        tables[workload] = table
     return tables
 
 

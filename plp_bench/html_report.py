@@ -11,8 +11,6 @@ inlined as SVG: no script, no network, viewable from the file system.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,10 +26,11 @@ from .benchmarking import censored
 from .changes import asv_table, record_changes
 from .profiles import performance_ratios
 from .record_sources import RecordSet, commit_date
-from .results import RunResult
+from .results import RunResult, group_runs, write_json_atomic, write_text_atomic
 from .tables import Cell, Column, TableData
 
 REPORT_SCHEMA = 1
+PAGE_MODE = 0o644  # pages are served and read by others
 ENVIRONMENT_KEYS = ("commit", "plp_bench", "python", "torch", "numpy", "scipy", "platform",
                     "device", "device_name", "cuda", "threads", "cpu_count")
 
@@ -49,22 +48,6 @@ def _templates() -> Environment:
     return Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                        autoescape=select_autoescape(["html"]), trim_blocks=True,
                        lstrip_blocks=True)
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # a page to be served and read by others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def environment_table(records: list[RunResult]) -> TableData:
@@ -89,29 +72,39 @@ def environment_table(records: list[RunResult]) -> TableData:
 def ode_table(asv_values: list[AsvValue], folders: list[Path]) -> TableData | None:
     """Wall seconds to each training accuracy, full-batch gradient descent against the
     linearised network's ODE (BDF): from asv's ``ode`` suite, else from the suite's cached
-    comparisons (``memo/ode-<workload>.json``) in the record folders."""
-    rows: dict[tuple[str, str], dict[str, float | None]] = defaultdict(dict)
+    comparisons (``memo/ode-<workload>.json``) in the record folders; and from any
+    ``ode-table*.json`` there that ``plp-bench ode-table --json`` wrote."""
+    rows: dict[tuple[str, str, str], dict[str, float | None]] = defaultdict(dict)
     for v in asv_values:
         if v.benchmark.startswith("ode.") and len(v.params) == 2:
-            rows[v.params][v.benchmark.rsplit("_", 2)[-2]] = v.value  # gd / ode / over
-    if not rows:
-        for folder in folders:
+            side = v.benchmark.rsplit("_", 2)[-2]  # track_gd_seconds -> gd, ...
+            rows[(v.params[0], "suite's", v.params[1])][side] = v.value
+    for folder in folders:
+        if not rows:
             for path in sorted(folder.rglob("memo/ode-*.json")):
                 workload = path.stem.removeprefix("ode-")
                 for accuracy, pair in json.loads(path.read_text()).items():
-                    rows[(workload, accuracy)] = {"gd": pair.get("gd"), "ode": pair.get("ode")}
+                    rows[(workload, "suite's", accuracy)] = {"gd": pair.get("gd"),
+                                                             "ode": pair.get("ode")}
+        for path in sorted(folder.rglob("ode-table*.json")):
+            for comparison in json.loads(path.read_text()):
+                for row in comparison["rows"]:
+                    rows[(comparison["workload"], f"{comparison['lr']:g}",
+                          f"{row['threshold']:.2f}")] = {"gd": row["gd_seconds"],
+                                                         "ode": row["ode_seconds"]}
     if not rows:
         return None
     table = TableData(
         "linearised-model ODE (BDF) against gradient descent",
-        [Column("workload", numeric=False), Column("train accuracy"), Column("GD seconds"),
-         Column("ODE seconds"), Column("ODE / GD")],
+        [Column("workload", numeric=False), Column("learning rate"), Column("train accuracy"),
+         Column("GD seconds"), Column("ODE seconds"), Column("ODE / GD")],
         caption="wall seconds to reach the training accuracy; the ODE's time includes the "
-        "Jacobian; ODE / GD below 1: the ODE is faster; — not reached within the budget")
-    for (workload, accuracy), sides in sorted(rows.items()):
+        "Jacobian; ODE / GD below 1: the ODE is faster; — not reached within the budget; "
+        "suite's: the learning rate of the asv ode suite")
+    for (workload, lr, accuracy), sides in sorted(rows.items()):
         gd, ode = sides.get("gd"), sides.get("ode")
         ratio = ode / gd if gd and ode is not None else None
-        table.add_row(Cell(workload), Cell(accuracy),
+        table.add_row(Cell(workload), Cell(lr), Cell(accuracy),
                       Cell("—" if gd is None else f"{gd:.3f}"),
                       Cell("—" if ode is None else f"{ode:.3f}"),
                       Cell("—" if ratio is None else f"{ratio:.2f}",
@@ -123,9 +116,7 @@ def headline(records: list[RunResult], summaries: list[summary.WorkloadSummary]
              ) -> dict[str, Any]:
     """Per workload and method: the numbers the index trends (as the asv suite tracks them:
     censored medians at the primary target) and the paired speedups against SGD."""
-    grouped: dict[str, dict[str, list[RunResult]]] = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        grouped[r.workload][r.method].append(r)
+    grouped = group_runs(records)
     out: dict[str, Any] = {}
     for s in summaries:
         primary = len(s.targets) - 1
@@ -152,12 +143,9 @@ def build_commit_page(found: RecordSet, out_dir: Path, *, commit: str | None,
     records = found.records
     summaries = summary.summarize(records)
     colours = figures.method_colours(sorted({r.method for r in records}))
-    grouped: dict[str, dict[str, list[RunResult]]] = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        grouped[r.workload][r.method].append(r)
-    changes = ({t.title.split(":", 1)[0]: t for t in record_changes(
-        records, baseline.records, thresholds=thresholds, label=baseline.label)}
-        if baseline else {})
+    grouped = group_runs(records)
+    changes = (record_changes(records, baseline.records, thresholds=thresholds,
+                              label=baseline.label) if baseline else {})
     sections = []
     for s in summaries:
         sections.append({
@@ -187,13 +175,13 @@ def build_commit_page(found: RecordSet, out_dir: Path, *, commit: str | None,
         baseline=baseline.label if baseline else None,
         environment=environment_table(records))
     folder = out_dir / name
-    write_text_atomic(folder / "report.json", json.dumps({
+    write_json_atomic(folder / "report.json", {
         "schema": REPORT_SCHEMA, "commit": name, "commit_date": date, "built": built,
         "records": len(records), "workloads": headline(records, summaries),
         "environment": {k: v for k, v in (records[0].environment.items() if records else ())
                         if k in ("device_name", "torch", "threads")},
-    }, indent=1, allow_nan=False) + "\n")
-    return write_text_atomic(folder / "index.html", page)
+    }, mode=PAGE_MODE)
+    return write_text_atomic(folder / "index.html", page, mode=PAGE_MODE)
 
 
 def _load_history(out_dir: Path) -> list[dict[str, Any]]:
@@ -245,4 +233,4 @@ def build_index(out_dir: Path) -> Path:
         rows=rows, trends=trends, workloads=workload_names, version=__version__,
         asv_site=(out_dir / "asv" / "index.html").is_file(),
         built=datetime.now(UTC).isoformat(timespec="seconds"))
-    return write_text_atomic(out_dir / "index.html", page)
+    return write_text_atomic(out_dir / "index.html", page, mode=PAGE_MODE)

@@ -43,8 +43,22 @@ def _filter(found: RecordSet, names: list[str] | None) -> RecordSet:
     return found.only(names)
 
 
+def _check_writable(folder: Path) -> None:
+    """Refuse an output folder that cannot be written before any work is done."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".plp-bench-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"{folder}: cannot write the HTML report there ({error.strerror})",
+                          path=("--out",)) from None
+
+
 def report(folders: list[str], *, workloads: list[str] | None, compare: str | None,
            html: bool, out_dir: str, asv_dir: str, out: Console, err: Console) -> int:
+    if html:
+        _check_writable(Path(out_dir))
     thresholds = asv_results.Thresholds.load()
     found = _filter(read_folders(folders or _default_folders()), workloads)
     commit = found.commit
@@ -58,9 +72,8 @@ def report(folders: list[str], *, workloads: list[str] | None, compare: str | No
         base_values = asv_results.commit_values(asv_dir, base_commit) if base_commit else []
         baseline = Baseline(compare, base_found.records, base_values)
     summaries = summary.summarize(found.records)
-    changes = ({t.title.split(":", 1)[0]: t for t in record_changes(
-        found.records, baseline.records, thresholds=thresholds, label=compare)}
-        if baseline else {})
+    changes = (record_changes(found.records, baseline.records, thresholds=thresholds,
+                              label=compare) if baseline else {})
     for item in summaries:
         out.print(summary.table(item))
         if item.workload in changes:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,8 +113,10 @@ class RunResult:
             raise ResultError(f"not a run record ({err})") from None
 
 
-def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
-    """Write JSON to ``path`` through a temporary file in the same folder, fsync, rename.
+def write_text_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = None
+                      ) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, fsync, rename
+    (with permission bits ``mode`` when given).
 
     A reader sees either the old file or the complete new one, never a partial write.
     """
@@ -121,16 +124,31 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, allow_nan=False)
-            handle.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any, *, mode: int | None = None
+                      ) -> Path:
+    """``data`` as indented JSON (no NaN), written atomically (:func:`write_text_atomic`)."""
+    return write_text_atomic(path, json.dumps(data, indent=1, allow_nan=False) + "\n", mode=mode)
+
+
+def group_runs(records: Iterable[RunResult]) -> dict[str, dict[str, list[RunResult]]]:
+    """``grouped[workload][method]``: the records of each point, in the order given."""
+    grouped: dict[str, dict[str, list[RunResult]]] = {}
+    for r in records:
+        grouped.setdefault(r.workload, {}).setdefault(r.method, []).append(r)
+    return grouped
 
 
 def save(result: RunResult, path: str | os.PathLike[str]) -> Path:

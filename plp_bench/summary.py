@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from rich.console import Group
 
-from .results import RunResult
+from .results import RunResult, group_runs
 from .stats import Interval, bootstrap_median, median, paired_ratios
 from .tables import Cell, Column, TableData, to_rich
 
@@ -79,9 +79,7 @@ def _by_seed(runs: list[RunResult], target: float, what: str) -> dict[int, float
 
 def summarize(results: Iterable[RunResult], reference: str = REFERENCE_METHOD
               ) -> list[WorkloadSummary]:
-    grouped: dict[str, dict[str, list[RunResult]]] = defaultdict(lambda: defaultdict(list))
-    for r in results:
-        grouped[r.workload][r.method].append(r)
+    grouped = group_runs(results)
     summaries = []
     for workload in sorted(grouped):
         methods = grouped[workload]
@@ -122,12 +120,19 @@ def _median_by_epoch(runs: list[RunResult]) -> dict[str, float]:
                        if e in r.test_accuracy_at_epochs]) for e in epochs}
 
 
-def _fmt_spread(spread: Spread | None, spec: str) -> str:
+def _fmt_spread(spread: Spread | None, spec: str, scale: float = 1.0) -> str:
     if spread is None:
         return "—"
-    if spec == "seconds":  # two decimals from a second up, three significant digits below
-        spec = ".2f" if spread.median >= 1 else ".3g"
-    return f"{spread.median:{spec}} ({spread.q1:{spec}}–{spread.q3:{spec}})"
+    return (f"{spread.median * scale:{spec}} ({spread.q1 * scale:{spec}}–"
+            f"{spread.q3 * scale:{spec}})")
+
+
+def _time_unit(medians: list[float | None]) -> tuple[str, float, str]:
+    """Label, scale and format of a seconds column: milliseconds (3 significant digits) when
+    every median is below a second, so that short runs do not read as 0.01 everywhere."""
+    if max((m for m in medians if m is not None), default=0.0) < 1.0:
+        return "ms", 1e3, ".3g"
+    return "sec", 1.0, ".2f"
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -173,13 +178,15 @@ def time_table(summary: WorkloadSummary) -> TableData:
         (Column("method", numeric=False), [Cell(r.method) for r in rows]),
         (Column("reached"), [Cell(" ".join(f"{k}/{r.runs}" for k in r.reached)) for r in rows]),
     ]
-    for label, attr, spec in (("steps", "steps_spread", ".0f"), ("sec", "seconds_spread", "seconds")):
+    for attr in ("steps_spread", "seconds_spread"):
         for i, target in enumerate(summary.targets):
             spreads = [getattr(r, attr)[i] for r in rows]
             medians = [None if x is None else x.median for x in spreads]
+            label, scale, spec = (("steps", 1.0, ".0f") if attr == "steps_spread"
+                                  else _time_unit(medians))
             best = _best(medians, lower_is_better=True)
             columns.append((Column(f"{label}@{target:g}"),
-                            [_mark(_fmt_spread(x, spec), m, best)
+                            [_mark(_fmt_spread(x, spec, scale), m, best)
                              for x, m in zip(spreads, medians, strict=True)]))
     return _add_columns(TableData(
         title=f"{summary.workload}: time to target  (val error ≤ "

@@ -125,8 +125,9 @@ def test_commit_page_has_curves_bars_profiles_ode_and_environment(page):
     assert "not reached (0/3)" in text  # the diverged method never reaches a target
     ode = dict(zip(parsed.titles, parsed.tables, strict=True))[
         "linearised-model ODE (BDF) against gradient descent"]
-    assert [t for t, _ in ode[1]] == ["banknote-mlp", "0.80", "0.500", "0.250", "0.50"]
-    assert [t for t, _ in ode[2]] == ["banknote-mlp", "0.95", "2.000", "—", "—"]
+    assert [t for t, _ in ode[1]] == ["banknote-mlp", "suite's", "0.80", "0.500", "0.250",
+                                      "0.50"]
+    assert [t for t, _ in ode[2]] == ["banknote-mlp", "suite's", "0.95", "2.000", "—", "—"]
     environment = {row[0][0]: row[1][0] for row in
                    dict(zip(parsed.titles, parsed.tables, strict=True))[
                        "environment of the runs"][1:]}
@@ -200,7 +201,7 @@ def test_change_is_flagged_only_beyond_the_threshold(folder, tmp_path):
     slower = read_folders([_altered(folder, tmp_path / "slow", "plp", 1.5)]).records
     tables = record_changes(slower, before, thresholds=Thresholds.load(ROOT / "asv.conf.json"),
                             label="base")
-    for table in tables:
+    for table in tables.values():
         steps = dict(zip([c.text for c in table.column("method")],
                          table.column("steps (median)"), strict=True))
         assert steps["plp"].style == "worse" and "%)" in steps["plp"].text
@@ -292,6 +293,15 @@ def test_cli_html_writes_the_page_and_the_index(folder, tmp_path, capsys):
     assert (pages[0].stat().st_mode & 0o777) == 0o644
 
 
+def test_cli_html_into_an_unwritable_place_exits_2_naming_it(folder, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["report", str(folder), "--html", "--out", str(blocker / "site")]) == 2
+    captured = capsys.readouterr()
+    assert "--out" in captured.err and str(blocker / "site") in captured.err
+    assert "Traceback" not in captured.err
+
+
 needs_chromium = pytest.mark.skipif(chromium() is None, reason="Chromium is not installed")
 
 
@@ -323,3 +333,16 @@ def test_the_browser_check_sees_errors_and_blank_pages(tmp_path):
     assert any("boom" in e for e in visit.errors)
     assert any("missing.png" in e for e in visit.errors)
     assert not _not_blank(visit.screenshot)
+
+
+def test_the_ode_table_command_output_in_a_record_folder_joins_the_page(folder, tmp_path):
+    records = tmp_path / "records"
+    shutil.copytree(folder, records, ignore=shutil.ignore_patterns("memo"))
+    out = records / "ode-table.json"
+    assert main(["ode-table", "--workload", "breast_cancer-mlp", "--lr", "0.5",
+                 "--threshold", "0.9", "--max-steps", "300", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())[0]["rows"][0]
+    table = html_report.ode_table([], [records])
+    assert [c.text for c in table.rows[0]] == [
+        "breast_cancer-mlp", "0.5", "0.90", f"{row['gd_seconds']:.3f}",
+        f"{row['ode_seconds']:.3f}", f"{row['ode_seconds'] / row['gd_seconds']:.2f}"]
