@@ -58,6 +58,7 @@ def learning_curves(workload: str, runs: Mapping[str, list[RunResult]], targets:
     figure = Figure(figsize=(11, 4.6), layout="constrained")
     axes = figure.subplots(1, 2, sharey=True)
     diverged_drawn = False
+    ends: dict[str, float] = {}
     for method in sorted(runs, key=lambda m: (colours.get(m) != REFERENCE_COLOUR, m)):
         alive = [r for r in runs[method] if not r.diverged]
         colour = colours[method]
@@ -68,6 +69,7 @@ def learning_curves(workload: str, runs: Mapping[str, list[RunResult]], targets:
             mid, low, high = _quantiles(errors)
             steps = np.array(alive[0].curves.step[:length], dtype=float)
             seconds = np.median([r.curves.train_seconds[:length] for r in alive], axis=0)
+            ends[method] = float(seconds[-1])
             for ax, x in zip(axes, (steps, seconds), strict=True):
                 ax.plot(x, mid, color=colour, lw=1.4, label=method if ax is axes[0] else None)
                 if len(alive) > 1:
@@ -94,12 +96,30 @@ def learning_curves(workload: str, runs: Mapping[str, list[RunResult]], targets:
         axes[1].annotate(f"target {target:g}", (1, max(target, ERROR_FLOOR)),
                          xycoords=("axes fraction", "data"), xytext=(3, 0),
                          textcoords="offset points", va="center", fontsize=8, color="#555555")
+    _cut_slow_tail(axes[1], ends)
     axes[0].set_ylabel("validation error (log)")
     figure.suptitle(f"{workload}: validation error, median over seeds (band: interquartile "
                     "range)", fontsize=11)
     figure.legend(loc="outside lower center", ncol=min(6, max(1, len(runs))), fontsize=8,
                   frameon=False)
     return to_svg(figure, f"curves-{workload}")
+
+
+def _cut_slow_tail(ax, ends: Mapping[str, float], factor: float = 5.0) -> None:
+    """End the seconds axis at the slowest method within ``factor`` times the median method's
+    run time, naming the methods that run on past it (an ODE solver taking a minute would
+    otherwise squash every other curve against the axis)."""
+    if len(ends) < 3:
+        return
+    typical = float(np.median(list(ends.values())))
+    beyond = {m: e for m, e in ends.items() if e > factor * typical}
+    if not beyond:
+        return
+    cut = max(e for e in ends.values() if e <= factor * typical)
+    ax.set_xlim(0, 1.05 * cut)
+    ax.text(0.98, 0.97, "axis cut; run on to: " + ", ".join(
+        f"{m} {e:.3g} s" for m, e in sorted(beyond.items(), key=lambda x: x[1])),
+        transform=ax.transAxes, ha="right", va="top", fontsize=8, color="#555555")
 
 
 def time_to_target_bars(summary: WorkloadSummary, colours: Mapping[str, str]) -> str:

@@ -346,3 +346,18 @@ def test_the_ode_table_command_output_in_a_record_folder_joins_the_page(folder, 
     assert [c.text for c in table.rows[0]] == [
         "breast_cancer-mlp", "0.5", "0.90", f"{row['gd_seconds']:.3f}",
         f"{row['ode_seconds']:.3f}", f"{row['ode_seconds'] / row['gd_seconds']:.2f}"]
+
+
+def test_a_method_far_slower_than_the_rest_cuts_the_seconds_axis_and_is_named():
+    from matplotlib.figure import Figure
+
+    ax = Figure().subplots()
+    ax.plot([0, 60], [0, 1])
+    figures._cut_slow_tail(ax, {"sgd": 1.0, "plp": 1.2, "adam": 0.8, "ode": 60.0})
+    assert ax.get_xlim() == pytest.approx((0, 1.05 * 1.2))
+    assert "ode 60 s" in ax.texts[0].get_text()
+    untouched = Figure().subplots()
+    untouched.plot([0, 3], [0, 1])
+    limits = untouched.get_xlim()
+    figures._cut_slow_tail(untouched, {"sgd": 1.0, "plp": 1.2, "adam": 3.0})
+    assert untouched.get_xlim() == limits and not untouched.texts
