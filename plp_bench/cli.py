@@ -9,9 +9,11 @@ traceback; ``--debug`` shows it.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -22,6 +24,7 @@ from . import __version__, data, methods, models, summary, workloads
 from .config import ConfigError
 from .data.fetch import fetch
 from .registry import UnknownNameError
+from .results import ResultError
 from .training import DeviceError
 
 EXIT_CONFIG = 2
@@ -88,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
                             help="asv's results folder, read for the commit's own asv values "
                             "(default .asv/results)")
 
+    rerun_cmd = sub.add_parser("rerun", help="train a record's run again from the config it "
+                               "stores and say whether the result matches")
+    rerun_cmd.add_argument("record", help="a run record (seed-*.json)")
+    rerun_cmd.add_argument("--device", help="device for the rerun (default: the record's)")
+    rerun_cmd.add_argument("--data-dir", metavar="DIR")
+    rerun_cmd.add_argument("--out", metavar="FILE", help="also save the new record here")
+
     intro = sub.add_parser("introspection", help="the introspection network of the weight-jump "
                            "methods: train it from real weight histories, or check a trained one")
     intro_sub = intro.add_subparsers(dest="introspection_command", required=True)
@@ -147,6 +157,28 @@ def _cmd_fetch(args, out: Console) -> int:
     return 0
 
 
+@contextmanager
+def _sigterm_interrupts():
+    """Within the block, SIGTERM stops the work as Ctrl-C does (``KeyboardInterrupt``), so a
+    terminated sweep ends as cleanly as an interrupted one; the list is non-empty after a
+    SIGTERM."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _cmd_run(args, out: Console, err: Console) -> int:
     from .progress import RichSweepProgress
     from .runconfig import load_run_config, resolve
@@ -163,26 +195,64 @@ def _cmd_run(args, out: Console, err: Console) -> int:
     resolve_device(plan.device)
     for dataset in sorted({w.dataset for w in plan.workloads}):
         data.check_available(dataset, plan.data_dir)
-    with RichSweepProgress(err) as observer:
+    with RichSweepProgress(err) as observer, _sigterm_interrupts() as stopped:
         try:
             report = sweep(plan.workloads, plan.methods, plan.seeds, plan.device, plan.results,
                            data_root=plan.data_dir, observer=observer)
         except KeyboardInterrupt:
             observer.bars.stop()
-            err.print("[yellow]interrupted[/]: every finished run is saved under "
-                      f"{plan.results}; run the same command again to resume.")
-            return 130
+            why = "terminated" if stopped else "interrupted"
+            err.print(f"[yellow]{why}[/]: every finished run is saved under "
+                      f"{escape(str(plan.results))}; the run in progress left no file; run the "
+                      "same command again to resume.", highlight=False)
+            return 143 if stopped else 130
     for item in summary.summarize(report.results):
         out.print(summary.table(item))
         out.print()
     out.print(f"{report.ran} runs done, {report.skipped} skipped (already in {plan.results}), "
               f"{len(report.failed)} failed.", highlight=False)
     for task, error in report.failed:
-        out.print(f"  failed: {task.label}: {error}", highlight=False)
+        out.print(f"  failed: {task.label}: {error} (details in {task.failure_path})",
+                  highlight=False)
+    for path, why in report.invalid:
+        out.print(f"  invalid record set aside and rerun: {path}: {why}", highlight=False)
     for workload_name, method_name, backbones in report.not_applicable:
         out.print(f"  not run: {method_name} does not apply to {workload_name} (backbones: "
                   f"{', '.join(backbones)})", highlight=False)
     return 1 if report.failed else 0
+
+
+def _cmd_rerun(args, out: Console, err: Console) -> int:
+    from .rerun import differences, environment_changes, rerun_record
+    from .results import save
+
+    path = Path(args.record)
+    if not path.is_file():
+        raise ConfigError(f"no such record file: {path}", path=("record",))
+    with err.status(f"rerunning {path} ..."):
+        recorded, fresh = rerun_record(path, device=args.device, data_root=args.data_dir)
+    if args.out:
+        save(fresh, args.out)
+        out.print(f"new record written to {args.out}", highlight=False)
+    for change in environment_changes(recorded, fresh):
+        out.print(f"  environment: {change.field} was {change.recorded!r}, now "
+                  f"{change.rerun!r}", highlight=False)
+    found = differences(recorded, fresh)
+    label = f"{recorded.workload} / {recorded.method} / seed {recorded.seed}"
+    if not found:
+        out.print(f"[green]identical[/]: the rerun of {escape(label)} reproduces every "
+                  "deterministic field of the record (seconds are not compared)")
+        return 0
+    out.print(f"[red]differs[/]: the rerun of {escape(label)} changed {len(found)} field(s):")
+    for d in found:
+        out.print(f"  {d.field}: recorded {_short(d.recorded)}, rerun {_short(d.rerun)}",
+                  highlight=False)
+    return 1
+
+
+def _short(value, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def _cmd_ode_table(args, out: Console, err: Console) -> int:
@@ -331,13 +401,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report(args.folder, workloads=args.workload, compare=args.compare,
                           html=args.html, out_dir=args.out, asv_dir=args.asv_results,
                           out=out, err=err)
+        if args.command == "rerun":
+            return _cmd_rerun(args, out, err)
         if args.command == "ode-table":
             return _cmd_ode_table(args, out, err)
         if args.command == "introspection" and args.introspection_command == "train":
             return _cmd_introspection_train(args, argv, out, err)
         if args.command == "introspection":
             return _cmd_introspection_check(args.file, out)
-    except (ConfigError, UnknownNameError, DeviceError) as error:
+    except (ConfigError, UnknownNameError, DeviceError, ResultError) as error:
         if args.debug:
             traceback.print_exc()
         err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)

@@ -165,7 +165,7 @@ def build_commit_page(found: RecordSet, out_dir: Path, *, commit: str | None,
     built = datetime.now(UTC).isoformat(timespec="seconds")
     page = _templates().get_template("commit.html").render(
         commit=name, commit_date=date, built=built, version=__version__,
-        records=len(records), unreadable=found.unreadable,
+        records=len(records), unreadable=found.unreadable, failures=found.failures,
         folders=[str(f) for f in found.folders], other_commits=[
             c for c in found.commits if c != commit],
         overall=summary.overall_table(summary.overall(summaries)) if summaries else None,

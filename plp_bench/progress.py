@@ -14,7 +14,7 @@ from rich.progress import (
 )
 
 from .results import RunResult
-from .sweeps import RunTask
+from .sweeps import RunError, RunTask
 from .training import Progress as RunProgress
 
 
@@ -54,10 +54,11 @@ class RichSweepProgress:
         self.bars.update(self.run_bar, total=progress.total_steps, completed=progress.step,
                          status=f"steps  {error}")
 
-    def run_finished(self, task: RunTask, result: RunResult | None, error: str | None) -> None:
+    def run_finished(self, task: RunTask, result: RunResult | None,
+                     error: RunError | None) -> None:
         self.bars.advance(self.sweep_bar)
         if error is not None:
-            self.console.print(f"[red]failed[/] {task.label}: {escape(error)}")
+            self.console.print(f"[red]failed[/] {task.label}: {escape(str(error))}")
         elif result is not None and result.diverged:
             self.console.print(f"[yellow]diverged[/] {task.label} at step "
                                f"{result.diverged_at_step}")

@@ -7,6 +7,7 @@ cache's folders for that commit. A folder may also be named directly.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections import Counter
@@ -20,11 +21,13 @@ from .results import ResultError, RunResult, load
 
 @dataclass
 class RecordSet:
-    """The readable records under some folders, and a line for each file that was not."""
+    """The readable records under some folders, a line for each file that was not, and a line
+    for each failed run a sweep recorded (``failed-seed-*.json``)."""
 
     folders: list[Path]
     records: list[RunResult] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
 
     @property
     def commit(self) -> str | None:
@@ -41,7 +44,7 @@ class RecordSet:
     def only(self, workloads: Iterable[str]) -> RecordSet:
         wanted = set(workloads)
         return RecordSet(self.folders, [r for r in self.records if r.workload in wanted],
-                         self.unreadable)
+                         self.unreadable, self.failures)
 
 
 def read_folders(folders: Iterable[str | os.PathLike[str]], *, option: str = "folder"
@@ -59,7 +62,17 @@ def read_folders(folders: Iterable[str | os.PathLike[str]], *, option: str = "fo
                 found.records.append(load(path))
             except ResultError as error:
                 found.unreadable.append(str(error))
+        for path in sorted(root.rglob("failed-seed-*.json")):
+            found.failures.append(_failure_line(path))
     return found
+
+
+def _failure_line(path: Path) -> str:
+    try:
+        data = json.loads(path.read_text())
+        return f"{data['failed_run']}: {data['error']} ({path})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{path} (a failure file that cannot be read)"
 
 
 def runs_root() -> Path:

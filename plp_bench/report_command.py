@@ -95,6 +95,11 @@ def report(folders: list[str], *, workloads: list[str] | None, compare: str | No
                  if baseline else ""), highlight=False)
     for line in found.unreadable:
         err.print(f"[yellow]skipped:[/] {escape(line)}", highlight=False)
+    if found.failures:
+        out.print(f"{len(found.failures)} failed run(s) recorded (not in the tables; a sweep "
+                  "retries them):", highlight=False)
+        for line in found.failures:
+            out.print(f"  failed: {line}", highlight=False)
     if html and found.records:
         from .html_report import build_commit_page, build_index
 

@@ -4,6 +4,12 @@ A record holds the config it was produced from (and its hash, which names the fi
 sweep skip finished work), the environment, the curves, the steps and seconds to each target
 (``None`` when not reached), the best-validation-loss model's test metrics and the divergence
 flag. Every number a benchmark tracks from it is lower-is-better.
+
+On disk (schema 2) a record also carries ``checksum``: the SHA-256 of its canonical JSON (sorted
+keys, no whitespace) without that field. Reading recomputes it, so a truncated, corrupted or
+hand-edited file is refused by name instead of being averaged in. Schema 1 files (no checksum)
+are migrated on reading: the fields are the same, so they load unchanged and are written as
+schema 2 the next time they are saved. Any other version is refused.
 """
 
 from __future__ import annotations
@@ -18,11 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+MIGRATABLE_VERSIONS = (1,)  # schemas read by migration (same fields, no checksum)
 
 
 class ResultError(ValueError):
-    """A record file that cannot be used: unreadable, truncated, or of another schema."""
+    """A record file that cannot be used: unreadable, truncated, edited, or of another schema."""
+
+
+def checksum(data: dict[str, Any]) -> str:
+    """SHA-256 of a record's canonical JSON, leaving out its ``checksum`` field."""
+    body = {k: v for k, v in data.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -95,15 +109,36 @@ class RunResult:
         raise KeyError(threshold)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The record as plain data, with its ``checksum``."""
+        data = dataclasses.asdict(self)
+        data["schema_version"] = SCHEMA_VERSION
+        data["checksum"] = checksum(data)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        """Rebuild a record, verifying its checksum (schema 2) or migrating it (schema 1)."""
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ResultError(f"schema version {version!r}, this harness reads {SCHEMA_VERSION}")
+        if version == SCHEMA_VERSION:
+            stored = data.get("checksum")
+            if stored is None:
+                raise ResultError("no checksum: not a complete record of schema "
+                                  f"{SCHEMA_VERSION}")
+            try:
+                actual = checksum(data)
+            except (TypeError, ValueError) as err:
+                raise ResultError(f"not a run record ({err})") from None
+            if stored != actual:
+                raise ResultError("checksum mismatch: the file was edited or corrupted after "
+                                  "it was written")
+        elif version not in MIGRATABLE_VERSIONS:
+            readable = ", ".join(map(str, (*MIGRATABLE_VERSIONS, SCHEMA_VERSION)))
+            raise ResultError(f"schema version {version!r}; this harness reads {readable}"
+                              + (" (written by a newer plp-bench?)" if isinstance(version, int)
+                                 and version > SCHEMA_VERSION else ""))
         try:
-            data = dict(data)
+            data = {k: v for k, v in data.items() if k != "checksum"}
+            data["schema_version"] = SCHEMA_VERSION
             data["curves"] = Curves(**data["curves"])
             data["targets"] = [TargetResult(**t) for t in data["targets"]]
             if data.get("best_test") is not None:
@@ -156,10 +191,11 @@ def save(result: RunResult, path: str | os.PathLike[str]) -> Path:
 
 
 def load(path: str | os.PathLike[str]) -> RunResult:
+    """Read a record; a :class:`ResultError` naming the file when it cannot be used."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # ValueError: bad JSON or bytes that are not UTF-8
         raise ResultError(f"{path}: unreadable run record ({err})") from None
     if not isinstance(data, dict):
         raise ResultError(f"{path}: not a run record")

@@ -2,22 +2,31 @@
 
 Each finished run is written at once (atomically) to
 ``results_dir/<workload>/<method>/seed-<seed>-<config hash>.json``. Before running a cell the
-sweep looks for that file: if it is there and readable, the run is skipped, so rerunning an
-interrupted sweep redoes nothing that had finished. A run that raises is reported and the sweep
-goes on; it has no file, so the next sweep tries it again.
+sweep looks for that file: if it is there and valid (its checksum matches), the run is skipped,
+so rerunning an interrupted sweep redoes nothing that had finished. A record that is there but
+invalid (truncated, edited, of an unknown schema) is moved aside to ``<name>.invalid`` (kept for
+inspection, never read again), reported by name, and the run is redone.
+
+A run that raises is written as ``failed-seed-<seed>-<config hash>.json`` beside where its
+record would go (the error, its traceback, the config and the environment) and the sweep goes
+on; the next sweep tries it again, and a success removes the failure file. Temporary files that
+a killed writer left behind (``.seed-*.tmp``) are removed when the sweep starts; sweeps into
+one folder are not meant to run concurrently.
 """
 
 from __future__ import annotations
 
 import os
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from . import results as results_module
+from .environment import describe
 from .methods import MethodConfig
-from .results import ResultError, RunResult, config_hash, record_path
+from .results import ResultError, RunResult, config_hash, record_path, write_json_atomic
 from .training import Progress, resolve_device, run, run_config
 from .workloads import Workload
 
@@ -36,14 +45,30 @@ class RunTask:
     def label(self) -> str:
         return f"{self.workload.name} / {self.method.name} / seed {self.seed}"
 
+    @property
+    def failure_path(self) -> Path:
+        return self.path.with_name(f"failed-{self.path.name}")
+
+
+@dataclass(frozen=True)
+class RunError:
+    """Why a run failed: ``Type: message`` and the traceback."""
+
+    message: str
+    traceback: str = ""
+
+    def __str__(self) -> str:
+        return self.message
+
 
 @dataclass
 class SweepReport:
     results: list[RunResult] = field(default_factory=list)
     ran: int = 0
     skipped: int = 0
-    failed: list[tuple[RunTask, str]] = field(default_factory=list)
+    failed: list[tuple[RunTask, RunError]] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
+    invalid: list[tuple[Path, str]] = field(default_factory=list)  # (moved-aside file, why)
     # (workload, method, the backbones the method applies to)
     not_applicable: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
@@ -62,7 +87,8 @@ class SweepObserver(Protocol):
     def sweep_started(self, total: int, skipped: int) -> None: ...
     def run_started(self, task: RunTask) -> None: ...
     def run_progress(self, task: RunTask, progress: Progress) -> None: ...
-    def run_finished(self, task: RunTask, result: RunResult | None, error: str | None) -> None: ...
+    def run_finished(self, task: RunTask, result: RunResult | None,
+                     error: RunError | None) -> None: ...
 
 
 class Executor(Protocol):
@@ -70,19 +96,22 @@ class Executor(Protocol):
 
     def execute(
         self, tasks: Sequence[RunTask], work: Callable[[RunTask], RunResult]
-    ) -> Iterator[tuple[RunTask, RunResult | None, str | None]]: ...
+    ) -> Iterator[tuple[RunTask, RunResult | None, RunError | None]]: ...
 
 
 class SequentialExecutor:
-    """Runs tasks one after another in this process. Exceptions inside a run become errors;
-    ``KeyboardInterrupt`` and ``SystemExit`` are not caught, so Ctrl-C stops the sweep."""
+    """Runs tasks one after another in this process. Exceptions inside a run (``MemoryError``
+    and CUDA out-of-memory included) become errors; ``KeyboardInterrupt`` and ``SystemExit``
+    are not caught, so Ctrl-C and SIGTERM stop the sweep."""
 
     def execute(self, tasks, work):
         for task in tasks:
             try:
-                yield task, work(task), None
+                result = work(task)
             except Exception as err:
-                yield task, None, f"{type(err).__name__}: {err}"
+                yield task, None, RunError(f"{type(err).__name__}: {err}", traceback.format_exc())
+                continue
+            yield task, result, None
 
 
 def plan(workloads: Iterable[Workload], methods: Iterable[MethodConfig], seeds: Iterable[int],
@@ -104,13 +133,54 @@ def plan(workloads: Iterable[Workload], methods: Iterable[MethodConfig], seeds: 
 
 
 def finished(task: RunTask) -> RunResult | None:
-    """The task's record if a valid one is on disk."""
+    """The task's record if a valid one is on disk (see :func:`check_finished`)."""
+    return check_finished(task)[0]
+
+
+def check_finished(task: RunTask) -> tuple[RunResult | None, str | None]:
+    """``(record, None)`` when a valid record is on disk, ``(None, None)`` when there is none,
+    and ``(None, why)`` when there is one that cannot be used."""
     if not task.path.is_file():
-        return None
+        return None, None
     try:
-        return results_module.load(task.path)
-    except ResultError:
-        return None
+        return results_module.load(task.path), None
+    except ResultError as error:
+        return None, str(error)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename an invalid record to ``<name>.invalid`` (``.invalid-2``, ... if taken)."""
+    target = path.with_name(path.name + ".invalid")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.invalid-{n}")
+    path.rename(target)
+    return target
+
+
+def remove_stale_temporaries(tasks: Iterable[RunTask]) -> int:
+    """Delete the temporary files (``.seed-*.tmp``, ``.failed-*.tmp``) that an atomic write
+    killed before its rename left in the tasks' folders; returns how many."""
+    removed = 0
+    for folder in {task.path.parent for task in tasks}:
+        if folder.is_dir():
+            for stale in [*folder.glob(".seed-*.tmp"), *folder.glob(".failed-seed-*.tmp")]:
+                stale.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def write_failure(task: RunTask, error: RunError) -> Path:
+    """The failure file of a run that raised: what failed, why, and where."""
+    return write_json_atomic(task.failure_path, {
+        "failed_run": task.label, "workload": task.workload.name, "method": task.method.name,
+        "seed": task.seed, "device": task.device, "error": error.message,
+        "traceback": error.traceback,
+        "config": run_config(task.workload, task.method, task.seed, task.device),
+        "config_hash": task.path.stem.rsplit("-", 1)[-1],
+        "environment": describe(resolve_device(task.device)),
+    })
 
 
 def sweep(
@@ -129,9 +199,12 @@ def sweep(
     workloads, methods = list(workloads), list(methods)
     tasks = plan(workloads, methods, seeds, device, results_dir)
     report = SweepReport(not_applicable=not_applicable(workloads, methods))
+    remove_stale_temporaries(tasks)
     todo = []
     for task in tasks:
-        existing = finished(task)
+        existing, problem = check_finished(task)
+        if problem is not None:
+            report.invalid.append((set_aside(task.path), problem))
         if existing is None:
             todo.append(task)
         else:
@@ -167,8 +240,11 @@ def sweep(
             report.results.append(result)
             report.paths.append(task.path)
             report.ran += 1
+            task.failure_path.unlink(missing_ok=True)
         else:
-            report.failed.append((task, error or "unknown error"))
+            error = error or RunError("unknown error")
+            write_failure(task, error)
+            report.failed.append((task, error))
         if observer:
             observer.run_finished(task, result, error)
     return report

@@ -6,28 +6,19 @@ only then renamed into place, so an interrupted or corrupt download never looks 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from .files import CATALOG, DataError, RemoteFile, data_root
+from .files import CATALOG, DataError, RemoteFile, data_root, file_digest
 
 BUNDLED = {"digits", "breast_cancer"}
 
 
 class OfflineError(DataError):
     """The download address could not be reached."""
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify(path: Path, remote: RemoteFile) -> bool:

@@ -8,6 +8,7 @@ layout ``plp-bench data fetch`` writes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,3 +114,35 @@ def require_file(dataset: str, path: Path) -> Path:
     if path.stat().st_size == 0:
         raise missing_file_error(dataset, path, "is empty")
     return path
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime) checked in this process
+
+
+def verify_known_file(dataset: str, path: Path) -> None:
+    """If ``path`` is one of the dataset's canonical files (by name), check its checksum, once
+    per process and file version; a mismatch is a :class:`DataError` naming the file, both
+    digests and the way out. Files of other layouts (an uncompressed copy) have no known
+    checksum and are not checked."""
+    remote = next((f for f in CATALOG[dataset].files if f.filename == path.name), None)
+    if remote is None or not path.is_file():
+        return
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _VERIFIED:
+        return
+    actual = file_digest(path, remote.algorithm)
+    if actual != remote.digest:
+        raise DataError(
+            f"{path}: {remote.algorithm} {actual} does not match the canonical file's "
+            f"{remote.digest}; the file is damaged or another version. Delete it and run "
+            f"`plp-bench data fetch {dataset}`.")
+    _VERIFIED.add(key)

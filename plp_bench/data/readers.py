@@ -15,7 +15,7 @@ import numpy as np
 from ..registry import Registry
 from .cifar import LAYOUTS, read_cifar
 from .dataset import RawData
-from .files import CATALOG, DataError, missing_file_error, require_file
+from .files import CATALOG, DataError, missing_file_error, require_file, verify_known_file
 from .idx import read_idx
 from .tabular import read_delimited
 
@@ -103,15 +103,19 @@ READERS.add("cifar100", _cifar_reader("cifar100", 100))
 
 
 def check_available(name: str, root: Path) -> None:
-    """Raise the dataset's :class:`DataError` if its files are absent, without parsing them."""
+    """Raise the dataset's :class:`DataError` if its files are absent, or if a file with a
+    known checksum (the canonical download) does not match it, without parsing them."""
     READERS.get(name)
     if name in ("banknote", "magic"):
-        require_file(name, root / "uci" / CATALOG[name].files[0].filename)
+        verify_known_file(name, require_file(name, root / "uci" /
+                                             CATALOG[name].files[0].filename))
     elif name == "mnist":
         for f in CATALOG["mnist"].files:
-            _mnist_file(root / CATALOG["mnist"].subdir, f.filename)
+            verify_known_file(name, _mnist_file(root / CATALOG["mnist"].subdir, f.filename))
     elif name in LAYOUTS:
         folder = root / CATALOG[name].subdir
         if not any((folder / lay.folder).is_dir() or (folder / lay.archive).is_file()
                    for lay in LAYOUTS[name]):
             raise _cifar_missing(name, folder)
+        for remote in CATALOG[name].files:
+            verify_known_file(name, folder / remote.filename)
