@@ -118,7 +118,9 @@ class RunResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
         """Rebuild a record, verifying its checksum (schema 2) or migrating it (schema 1)."""
-        version = data.get("schema_version")
+        if "schema_version" not in data:
+            raise ResultError("not a run record (no schema_version)")
+        version = data["schema_version"]
         if version == SCHEMA_VERSION:
             stored = data.get("checksum")
             if stored is None:

@@ -99,6 +99,18 @@ class Executor(Protocol):
     ) -> Iterator[tuple[RunTask, RunResult | None, RunError | None]]: ...
 
 
+def release_device_memory() -> None:
+    """After a failed run (an out-of-memory error above all), give the CUDA caching allocator's
+    blocks back so the next run starts with the memory the failed one held."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class SequentialExecutor:
     """Runs tasks one after another in this process. Exceptions inside a run (``MemoryError``
     and CUDA out-of-memory included) become errors; ``KeyboardInterrupt`` and ``SystemExit``
@@ -106,10 +118,15 @@ class SequentialExecutor:
 
     def execute(self, tasks, work):
         for task in tasks:
+            failure = None
             try:
                 result = work(task)
             except Exception as err:
-                yield task, None, RunError(f"{type(err).__name__}: {err}", traceback.format_exc())
+                failure = RunError(f"{type(err).__name__}: {err}", traceback.format_exc())
+            if failure is not None:
+                # outside the handler, so the failed run's frames and tensors can be freed
+                release_device_memory()
+                yield task, None, failure
                 continue
             yield task, result, None
 
