@@ -164,13 +164,6 @@ def table(summary: WorkloadSummary, reference: str = REFERENCE_METHOD) -> Group:
     return Group(to_rich(time_table(summary)), to_rich(outcome_table(summary, reference)))
 
 
-def _add_columns(table: TableData, columns: list[tuple[Column, list[Cell]]]) -> TableData:
-    table.columns = [c for c, _ in columns]
-    for cells in zip(*(cells for _, cells in columns), strict=True):
-        table.add_row(*cells)
-    return table
-
-
 def time_table(summary: WorkloadSummary) -> TableData:
     primary = summary.targets[-1]
     rows = summary.rows
@@ -188,11 +181,10 @@ def time_table(summary: WorkloadSummary) -> TableData:
             columns.append((Column(f"{label}@{target:g}"),
                             [_mark(_fmt_spread(x, spec, scale), m, best)
                              for x, m in zip(spreads, medians, strict=True)]))
-    return _add_columns(TableData(
-        title=f"{summary.workload}: time to target  (val error ≤ "
-              f"{', '.join(f'{x:g}' for x in summary.targets)}; primary {primary:g})",
-        columns=[], caption="median (interquartile range) of the runs that reached the target"),
-        columns)
+    return TableData.from_columns(
+        f"{summary.workload}: time to target  (val error ≤ "
+        f"{', '.join(f'{x:g}' for x in summary.targets)}; primary {primary:g})", columns,
+        caption="median (interquartile range) of the runs that reached the target")
 
 
 def outcome_table(summary: WorkloadSummary, reference: str = REFERENCE_METHOD) -> TableData:
@@ -222,11 +214,11 @@ def outcome_table(summary: WorkloadSummary, reference: str = REFERENCE_METHOD) -
                                         if e in r.accuracy_at_epochs) or "—") for r in rows]))
     columns.append((Column("diverged"), [Cell(str(r.diverged), "warn" if r.diverged else None)
                                          for r in rows]))
-    return _add_columns(TableData(
-        title=f"{summary.workload}: speedup at {primary:g} and the tested model", columns=[],
+    return TableData.from_columns(
+        f"{summary.workload}: speedup at {primary:g} and the tested model", columns,
         caption=f"speedup = {reference} / method, paired by seed, median [95% bootstrap]; "
         "* interval excludes 1; n= seeds where both reached the target; test: the "
-        "best-validation-loss model"), columns)
+        "best-validation-loss model")
 
 
 @dataclass

@@ -42,6 +42,15 @@ class TableData:
             raise ValueError(f"{len(cells)} cells for {len(self.columns)} columns")
         self.rows.append([c if isinstance(c, Cell) else Cell(c) for c in cells])
 
+    @classmethod
+    def from_columns(cls, title: str, columns: list[tuple[Column, list[Cell]]],
+                     caption: str = "") -> TableData:
+        """A table built column by column (each column with its cells, top to bottom)."""
+        table = cls(title, [column for column, _ in columns], caption=caption)
+        for cells in zip(*(cells for _, cells in columns), strict=True):
+            table.add_row(*cells)
+        return table
+
     def column(self, header: str) -> list[Cell]:
         index = [c.header for c in self.columns].index(header)
         return [row[index] for row in self.rows]
