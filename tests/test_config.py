@@ -5,6 +5,7 @@ import copy
 
 import pytest
 import yaml
+from helpers import yaml_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -117,13 +118,7 @@ def test_override_replaces_budget_kind():
     assert w.steps == 5 and w.epochs is None
 
 
-values = st.recursive(
-    st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=True)
-    | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=8), children, max_size=3),
-    max_leaves=8,
-)
+values = yaml_values
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import tiny
+from helpers import tiny, yaml_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -236,13 +236,7 @@ def test_a_signal_mid_sweep_loses_nothing_and_the_rerun_resumes(tmp_path, sig, c
 
 # --- configs: mutated method definitions in YAML files -------------------------------------
 
-values = st.recursive(
-    st.none() | st.booleans() | st.integers(-3, 10**5) | st.floats(allow_nan=True)
-    | st.text(max_size=6),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=6), children, max_size=3),
-    max_leaves=6,
-)
+values = yaml_values
 METHOD_KEYS = sorted({*to_plain(get_method("introspection")), "bogus"})
 WRAPPER_NAMES = ["plp", "introspection", "fit-jumps", "noise-jumps", "xgrad", "demon", "nope"]
 
