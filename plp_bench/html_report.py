@@ -138,15 +138,21 @@ def headline(records: list[RunResult], summaries: list[summary.WorkloadSummary]
 
 def build_commit_page(found: RecordSet, out_dir: Path, *, commit: str | None,
                       asv_values: list[AsvValue], thresholds: Thresholds,
-                      baseline: Baseline | None = None) -> Path:
-    """Write ``<out_dir>/<commit>/index.html`` and its ``report.json``; returns the page."""
+                      baseline: Baseline | None = None,
+                      summaries: list[summary.WorkloadSummary] | None = None,
+                      changes: dict[str, TableData] | None = None) -> Path:
+    """Write ``<out_dir>/<commit>/index.html`` and its ``report.json``; returns the page.
+    ``summaries`` and ``changes`` are those of ``found`` (and ``baseline``) when the caller
+    has already computed them for the terminal; otherwise they are computed here."""
     name = commit or "unknown-commit"
     records = found.records
-    summaries = summary.summarize(records)
+    if summaries is None:
+        summaries = summary.summarize(records)
     colours = figures.method_colours(sorted({r.method for r in records}))
     grouped = group_runs(records)
-    changes = (record_changes(records, baseline.records, thresholds=thresholds,
-                              label=baseline.label) if baseline else {})
+    if changes is None:
+        changes = (record_changes(records, baseline.records, thresholds=thresholds,
+                                  label=baseline.label) if baseline else {})
     sections = []
     for s in summaries:
         sections.append({

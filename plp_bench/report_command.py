@@ -106,7 +106,8 @@ def report(folders: list[str], *, workloads: list[str] | None, compare: str | No
         started = time.perf_counter()
         with err.status("building the HTML report ..."):
             page = build_commit_page(found, Path(out_dir), commit=commit, asv_values=values,
-                                     thresholds=thresholds, baseline=baseline)
+                                     thresholds=thresholds, baseline=baseline,
+                                     summaries=summaries, changes=changes)
             index = build_index(Path(out_dir))
         out.print(f"HTML report: {page} (index: {index}; {time.perf_counter() - started:.1f} s)",
                   highlight=False)
