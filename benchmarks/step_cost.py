@@ -12,6 +12,9 @@ Goals: PLP's amortised per-step time within 5% of its bare optimizer's and extra
 1.1x of the parameter bytes (``track_extra_memory_ratio``). Every ratio is the method over its
 bare base optimizer (same hyperparameters, no wrappers or schedules), median over interleaved
 repeats within one process, so machine noise cancels.
+
+The ``...Cuda`` classes measure the same on a CUDA device, over the CIFAR backbones (ResNet18,
+VGG16, GoogLeNet) and, for whole steps, batches of 128; they are skipped where there is none.
 """
 
 from plp_bench import benchmarking
@@ -25,14 +28,19 @@ from plp_bench.method_cost import (
 from plp_bench.methods import METHODS, get_method, list_methods
 
 TRAINING_BATCH = 32
+CUDA_TRAINING_BATCH = 128
+CUDA_PARAMETER_SETS = ["resnet18", "vgg16", "googlenet"]
 SIZE = benchmarking.current_size()
 
 
-def warmed_pair(method: str, parameters: str, batch_size=None) -> tuple[StepBench, StepBench]:
+def warmed_pair(method: str, parameters: str, batch_size=None,
+                device: str = "cpu") -> tuple[StepBench, StepBench]:
     """The method and its bare optimizer over the same parameter set, each stepped once so
     that state is allocated before anything is timed."""
-    pair = (StepBench.build(get_method(method), parameters, batch_size=batch_size),
-            StepBench.build(bare(get_method(method)), parameters, batch_size=batch_size))
+    pair = (StepBench.build(get_method(method), parameters, batch_size=batch_size,
+                            device=device),
+            StepBench.build(bare(get_method(method)), parameters, batch_size=batch_size,
+                            device=device))
     for bench in pair:
         bench.steps()
     return pair
@@ -47,9 +55,11 @@ class UpdateTime:
     param_names = ["parameters", "method"]
     timeout = 300
     version = 1
+    device = "cpu"
 
     def setup(self, parameters, method):
-        self.bench = StepBench.build(get_method(method), parameters)
+        benchmarking.require_device(self.device)
+        self.bench = StepBench.build(get_method(method), parameters, device=self.device)
         self.bench.steps()  # allocate state outside the timing
 
     def time_update(self, parameters, method):
@@ -61,9 +71,11 @@ class UpdateOverhead:
     param_names = ["parameters", "method"]
     timeout = 600
     version = 1
+    device = "cpu"
 
     def setup(self, parameters, method):
-        self.method, self.reference = warmed_pair(method, parameters)
+        benchmarking.require_device(self.device)
+        self.method, self.reference = warmed_pair(method, parameters, device=self.device)
 
     def track_update_time_ratio(self, parameters, method):
         return median_time_ratio(self.method.steps, self.reference.steps, 15)
@@ -84,11 +96,31 @@ class TrainingStepOverhead:
     param_names = ["parameters", "method"]
     timeout = 900
     version = 1
+    device = "cpu"
+    batch_size = TRAINING_BATCH
 
     def setup(self, parameters, method):
-        self.method, self.reference = warmed_pair(method, parameters, TRAINING_BATCH)
+        benchmarking.require_device(self.device)
+        self.method, self.reference = warmed_pair(method, parameters, self.batch_size,
+                                                  self.device)
 
     def track_training_step_ratio(self, parameters, method):
         return median_time_ratio(self.method.steps, self.reference.steps, 5)
 
     track_training_step_ratio.unit = "ratio"
+
+
+class UpdateTimeCuda(UpdateTime):
+    params = [CUDA_PARAMETER_SETS, STEPPED]
+    device = "cuda"
+
+
+class UpdateOverheadCuda(UpdateOverhead):
+    params = [CUDA_PARAMETER_SETS, COMPOSED]
+    device = "cuda"
+
+
+class TrainingStepOverheadCuda(TrainingStepOverhead):
+    params = [CUDA_PARAMETER_SETS, COMPOSED]
+    device = "cuda"
+    batch_size = CUDA_TRAINING_BATCH

@@ -8,6 +8,10 @@ Two sizes, chosen by ``PLP_BENCH_SIZE``:
 * ``full``: every workload at the papers' budgets, every method, 5 seeds. Workloads whose data
   is absent, and CIFAR workloads without a CUDA device, are skipped (``NotImplementedError``,
   which asv reports as skipped).
+* ``gpu``: the convergence of the PLP paper's GPU workloads (CIFAR-100 with VGG16, ResNet18
+  and GoogLeNet; MNIST) at full budgets for SGD, PLP, DEMON and PLP+DEMON, 3 seeds, on the
+  CUDA device; the other suites at their smallest. Run it with ``--bench`` naming the suites
+  wanted (``convergence``, ``step_cost.*Cuda``, ``throughput``).
 
 A convergence point (commit, workload, method, seed) trains exactly once however many ``track_``
 benchmarks read it: the records are written by :func:`plp_bench.sweep` into a folder named by
@@ -34,7 +38,10 @@ from .training import step_budget
 from .workloads import Workload
 
 CI_STEP_CAP = 400
-SIZES = ("ci", "full")
+SIZES = ("ci", "full", "gpu")
+# the gpu size: the PLP paper's CIFAR-100 backbones and MNIST, for SGD, PLP and DEMON
+GPU_WORKLOADS = ["cifar100-vgg16", "cifar100-resnet18", "cifar100-googlenet", "mnist-mnist1"]
+GPU_METHODS = ["sgd", "plp", "demon", "plp-demon"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,9 @@ def current_size() -> Size:
                     ["mlp", "resnet18", "vgg16"], ["mlp", "resnet18"],
                     ["digits-mlp", "breast_cancer-mlp", "digits-cnn"],
                     ["banknote-mlp", "magic-mlp"])
+    if name == "gpu":
+        return Size("gpu", GPU_WORKLOADS, GPU_METHODS, 3, None, ["mlp"], ["mlp"],
+                    ["digits-mlp"], ["banknote-mlp"])
     raise ValueError(f"PLP_BENCH_SIZE={name!r}; allowed: {', '.join(SIZES)}")
 
 
@@ -80,6 +90,12 @@ def runs_dir() -> Path:
 
 def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def require_device(name: str) -> None:
+    """``NotImplementedError`` (asv: skipped) when device ``name`` is not here."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise NotImplementedError("needs a CUDA device; this machine has none")
 
 
 def benchmark_workload(name: str) -> Workload:

@@ -50,6 +50,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--results", metavar="DIR", help="where run records go (default results)")
     run.add_argument("--data-dir", metavar="DIR", help="data root (default $PLP_BENCH_DATA, "
                      "else ~/.cache/plp-bench)")
+    _add_execution_flags(run)
+
+    speed = sub.add_parser("throughput", help="seconds per training step and images/s of the "
+                           "CIFAR backbones (CIFAR-shaped inputs)")
+    speed.add_argument("--model", action="append", metavar="NAME",
+                       help="vgg16, resnet18 or googlenet (repeatable; default: all three)")
+    speed.add_argument("--method", default="sgd", help="method whose update is stepped "
+                       "(default sgd)")
+    speed.add_argument("--inputs", default="synthetic", choices=["synthetic", "cifar100"],
+                       help="seeded CIFAR-shaped tensors (default) or the real CIFAR-100 "
+                       "training split")
+    speed.add_argument("--batch-size", type=int, default=128)
+    speed.add_argument("--steps", type=int, default=20, help="steps per timed block (default 20)")
+    speed.add_argument("--repeats", type=int, default=5, help="timed blocks; the median is "
+                       "reported (default 5)")
+    speed.add_argument("--warmup", type=int, default=10, help="untimed steps first (default 10)")
+    speed.add_argument("--device", default="cuda", help="cuda[:N] (default) or cpu")
+    speed.add_argument("--data-dir", metavar="DIR")
+    speed.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    _add_execution_flags(speed)
 
     lister = sub.add_parser("list", help="list registered names")
     lister.add_argument("kind", nargs="?", default="all",
@@ -130,6 +150,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_execution_flags(parser: argparse.ArgumentParser) -> None:
+    """How the model executes (:mod:`plp_bench.execution`); unset flags leave the config's."""
+    from .execution import COMPILE_CHOICES, PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="fp32 (default), tf32 (CUDA) or bf16 (autocast)")
+    parser.add_argument("--channels-last", action="store_const", const=True,
+                        help="convolutional models and batches in NHWC memory order")
+    parser.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                        choices=COMPILE_CHOICES,
+                        help="torch.compile the training forward pass; MODE: "
+                        f"{', '.join(COMPILE_CHOICES[1:])} (default: default)")
+    parser.add_argument("--no-cudnn-benchmark", dest="cudnn_benchmark", action="store_const",
+                        const=False, help="turn off cuDNN autotuning on CUDA")
+
+
 def _console(stream) -> Console:
     interactive = stream.isatty()
     return Console(file=stream, width=None if interactive else 160)
@@ -180,6 +216,7 @@ def _sigterm_interrupts():
 
 
 def _cmd_run(args, out: Console, err: Console) -> int:
+    from .execution import check_device
     from .progress import RichSweepProgress
     from .runconfig import load_run_config, resolve
     from .sweeps import sweep
@@ -190,15 +227,22 @@ def _cmd_run(args, out: Console, err: Console) -> int:
         workloads=getattr(args, "workload", None), methods=getattr(args, "method", None),
         seeds=getattr(args, "seeds", None), device=getattr(args, "device", None),
         results=getattr(args, "results", None), data_dir=getattr(args, "data_dir", None),
+        precision=getattr(args, "precision", None),
+        channels_last=getattr(args, "channels_last", None),
+        compile=getattr(args, "compile", None),
+        cudnn_benchmark=getattr(args, "cudnn_benchmark", None),
     )
     plan = resolve(config, source=source)
-    resolve_device(plan.device)
+    try:
+        check_device(plan.settings, resolve_device(plan.device))
+    except ConfigError as error:
+        raise ConfigError(error.problem, source=source, path=error.path) from None
     for dataset in sorted({w.dataset for w in plan.workloads}):
         data.check_available(dataset, plan.data_dir)
     with RichSweepProgress(err) as observer, _sigterm_interrupts() as stopped:
         try:
             report = sweep(plan.workloads, plan.methods, plan.seeds, plan.device, plan.results,
-                           data_root=plan.data_dir, observer=observer)
+                           data_root=plan.data_dir, observer=observer, settings=plan.settings)
         except KeyboardInterrupt:
             observer.bars.stop()
             why = "terminated" if stopped else "interrupted"
@@ -220,6 +264,83 @@ def _cmd_run(args, out: Console, err: Console) -> int:
         out.print(f"  not run: {method_name} does not apply to {workload_name} (backbones: "
                   f"{', '.join(backbones)})", highlight=False)
     return 1 if report.failed else 0
+
+
+def _cmd_throughput(args, out: Console, err: Console) -> int:
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from .execution import ExecutionSettings, check_device
+    from .results import write_json_atomic
+    from .throughput import THROUGHPUT_MODELS, ThroughputBench
+    from .training import resolve_device
+
+    names = args.model or list(THROUGHPUT_MODELS)
+    for name in names:
+        if name not in THROUGHPUT_MODELS:
+            raise ConfigError(f"unknown model {name!r}; allowed: {', '.join(THROUGHPUT_MODELS)}",
+                              path=("--model",))
+    methods.get_method(args.method)
+    for flag, value in (("--batch-size", args.batch_size), ("--steps", args.steps),
+                        ("--repeats", args.repeats)):
+        if value < 1:
+            raise ConfigError(f"{value} is below the minimum 1", path=(flag,))
+    if args.warmup < 0:
+        raise ConfigError(f"{args.warmup} is below the minimum 0", path=("--warmup",))
+    settings = ExecutionSettings(
+        precision=args.precision or "fp32", channels_last=bool(args.channels_last),
+        compile=args.compile or "off",
+        cudnn_benchmark=True if args.cudnn_benchmark is None else args.cudnn_benchmark)
+    device = resolve_device(args.device)
+    try:
+        check_device(settings, device)
+    except ConfigError as error:
+        raise ConfigError(error.problem, path=("--precision",)) from None
+    if args.inputs == "cifar100":
+        data.check_available("cifar100", args.data_dir)
+    table = Table(title=f"training throughput: {args.method}, batch {args.batch_size}, "
+                  f"{args.inputs} CIFAR-shaped inputs, {device} "
+                  f"({_device_label(device)})")
+    for column in ("model", "step (ms)", "images/s", "peak memory (MiB)"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    rows = []
+    for name in names:
+        with err.status(f"{name}: warming up and timing ..."):
+            bench = ThroughputBench.build(name, method=args.method, inputs=args.inputs,
+                                          batch_size=args.batch_size, device=device,
+                                          settings=settings, data_root=args.data_dir)
+            try:
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                result = bench.measure(steps=args.steps, repeats=args.repeats,
+                                       warmup=args.warmup)
+                peak = (torch.cuda.max_memory_allocated(device) / 2**20
+                        if device.type == "cuda" else None)
+            finally:
+                bench.close()
+        rows.append({"model": name, "step_seconds": result.step_seconds,
+                     "images_per_second": result.images_per_second, "peak_memory_mib": peak})
+        table.add_row(name, f"{1e3 * result.step_seconds:.2f}",
+                      f"{result.images_per_second:,.0f}",
+                      "-" if peak is None else f"{peak:,.0f}")
+    out.print(table)
+    if args.json:
+        from . import environment
+
+        write_json_atomic(args.json, {
+            "method": args.method, "inputs": args.inputs, "batch_size": args.batch_size,
+            "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,
+            "settings": asdict(settings), "environment": environment.describe(device),
+            "results": rows})
+        out.print(f"numbers written to {args.json}", highlight=False)
+    return 0
+
+
+def _device_label(device: torch.device) -> str:
+    from .environment import device_name
+
+    return device_name(device)
 
 
 def _cmd_rerun(args, out: Console, err: Console) -> int:
@@ -403,6 +524,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           out=out, err=err)
         if args.command == "rerun":
             return _cmd_rerun(args, out, err)
+        if args.command == "throughput":
+            return _cmd_throughput(args, out, err)
         if args.command == "ode-table":
             return _cmd_ode_table(args, out, err)
         if args.command == "introspection" and args.introspection_command == "train":

@@ -70,6 +70,8 @@ def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
     if origin is not None:
         return getattr(origin, "__name__", str(origin))
     if dataclasses.is_dataclass(tp):

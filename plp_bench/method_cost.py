@@ -26,24 +26,28 @@ PARAMETER_SETS: dict[str, tuple[str, int, tuple[int, ...]]] = {
     "mlp": ("mlp", 10, (64,)),
     "resnet18": ("resnet18", 10, (3, 32, 32)),
     "vgg16": ("vgg16", 10, (3, 32, 32)),
+    "googlenet": ("googlenet", 10, (3, 32, 32)),
 }
 
 # Steps per measured call: PLP's cycle, so its amortised cost is what is timed.
 STEPS_PER_CALL = 3
 
 
-def _model(name: str, seed: int) -> torch.nn.Module:
+def _model(name: str, seed: int, device: torch.device) -> torch.nn.Module:
     model_name, classes, shape = PARAMETER_SETS[name]
     torch.manual_seed(seed)
-    return models.create(model_name, num_classes=classes, input_shape=shape)
+    return models.create(model_name, num_classes=classes, input_shape=shape).to(device)
 
 
-def parameter_set(name: str, seed: int = 0) -> list[torch.nn.Parameter]:
-    """The parameters of backbone ``name``, each with a seeded random gradient."""
-    params = list(_model(name, seed).parameters())
+def parameter_set(name: str, seed: int = 0, device: str | torch.device = "cpu"
+                  ) -> list[torch.nn.Parameter]:
+    """The parameters of backbone ``name`` on ``device``, each with a seeded random gradient
+    (drawn on the host, so the values are the same on every device)."""
+    device = torch.device(device)
+    params = list(_model(name, seed, device).parameters())
     generator = torch.Generator().manual_seed(seed + 1)
     for p in params:
-        p.grad = torch.randn(p.shape, generator=generator) * 1e-3
+        p.grad = (torch.randn(p.shape, generator=generator) * 1e-3).to(device)
     return params
 
 
@@ -57,8 +61,9 @@ def _training_closure(model: torch.nn.Module, name: str, batch_size: int, seed: 
     """Forward and backward of ``model`` on one fixed random batch."""
     _, classes, shape = PARAMETER_SETS[name]
     generator = torch.Generator().manual_seed(seed + 2)
-    x = torch.randn((batch_size, *shape), generator=generator)
-    y = torch.randint(0, classes, (batch_size,), generator=generator)
+    device = next(model.parameters()).device
+    x = torch.randn((batch_size, *shape), generator=generator).to(device)
+    y = torch.randint(0, classes, (batch_size,), generator=generator).to(device)
     model.train()
 
     def closure() -> torch.Tensor:
@@ -74,33 +79,39 @@ def _training_closure(model: torch.nn.Module, name: str, batch_size: int, seed: 
 class StepBench:
     """A built method over a parameter set. Stepped on the synthetic gradients alone (the
     update's own cost), or with ``batch_size`` set, as whole training steps on a random batch
-    (forward, backward and update)."""
+    (forward, backward and update). On CUDA, :meth:`steps` waits for the device at the end, so
+    a timed call covers the work it queued."""
 
     optimizer: Any
     schedules: ScheduleRunner
     params: list[torch.nn.Parameter]
     closure: Callable[[], Any]
     step_count: int = 0
+    device: torch.device = torch.device("cpu")
 
     @classmethod
     def build(cls, method: MethodConfig, parameters: str, *, batch_size: int | None = None,
-              seed: int = 0, total_steps: int = 10_000) -> StepBench:
+              seed: int = 0, total_steps: int = 10_000,
+              device: str | torch.device = "cpu") -> StepBench:
+        device = torch.device(device)
         if batch_size is None:
-            params = parameter_set(parameters, seed)
+            params = parameter_set(parameters, seed, device)
         else:
-            model = _model(parameters, seed)
+            model = _model(parameters, seed, device)
             params = list(model.parameters())
         built = build_method(method, params, tuned={})
         closure = (_keep_gradients if batch_size is None
                    else _training_closure(model, parameters, batch_size, seed, built.optimizer))
         return cls(built.optimizer, ScheduleRunner(built.optimizer, built.schedules, total_steps),
-                   params, closure)
+                   params, closure, device=device)
 
     def steps(self, count: int = STEPS_PER_CALL) -> None:
         for _ in range(count):
             self.schedules.apply(self.step_count)
             self.optimizer.step(self.closure)
             self.step_count += 1
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 
 def bare(method: MethodConfig) -> MethodConfig:

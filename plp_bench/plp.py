@@ -78,7 +78,7 @@ class PLP(OptimizerWrapper):
         self.warmup = warmup
         self.foreach = bool(foreach)
         self.steps = 0
-        self.guard_skips = 0  # tensors the cosine guard kept at w3, over the whole run
+        self._guard_skips: torch.Tensor | int = 0  # counted on the device, read on demand
         self._group_defaults = {"plp_step": float(step), "plp_min_cosine": min_cosine}
         for group in self.param_groups:
             self._fill_defaults(group)
@@ -90,6 +90,12 @@ class PLP(OptimizerWrapper):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         self._fill_defaults(self.param_groups[-1])
+
+    @property
+    def guard_skips(self) -> int:
+        """Tensors the cosine guard kept at ``w3``, over the whole run (reading it waits for
+        the device)."""
+        return int(self._guard_skips)
 
     def position(self) -> int:
         """Where the next step falls: 0 during warm-up, else 1 .. ``cycle``."""
@@ -121,7 +127,7 @@ class PLP(OptimizerWrapper):
                 if group["plp_min_cosine"] is None:
                     _apply(_predict, params, buffers, step_size, foreach=self.foreach)
                 else:
-                    self.guard_skips += _guarded_predict(
+                    self._guard_skips = self._guard_skips + _guarded_predict(
                         params, buffers, snapshots[id(group)], step_size,
                         group["plp_min_cosine"], foreach=self.foreach)
         self.steps += 1
@@ -161,7 +167,7 @@ class PLP(OptimizerWrapper):
         self.steps = int(extra["steps"])
         self.cycle = int(extra["cycle"])
         self.warmup = int(extra["warmup"])
-        self.guard_skips = int(extra.get("guard_skips", 0))
+        self._guard_skips = int(extra.get("guard_skips", 0))
 
 
 def _check_step(step: float) -> None:
@@ -231,9 +237,11 @@ def _predict(params, buffers, step_size: float, *, foreach: bool) -> None:
 
 
 def _guarded_predict(params, buffers, snapshots, step_size: float, min_cosine: float, *,
-                     foreach: bool) -> int:
+                     foreach: bool) -> torch.Tensor | int:
     """The prediction for the tensors whose deltas agree in direction; returns how many were
-    skipped. ``buffers`` hold ``-d1``, ``snapshots`` hold ``w2`` (turned into ``-d2`` here)."""
+    skipped (a tensor on the parameters' device). ``buffers`` hold ``-d1``, ``snapshots`` hold
+    ``w2`` (turned into ``-d2`` here). The choice stays on the device: a skipped tensor gets
+    the prediction's terms scaled by 0, so the host never waits for the cosines."""
     if not params:
         return 0
     for p, snap in zip(params, snapshots, strict=True):
@@ -242,16 +250,16 @@ def _guarded_predict(params, buffers, snapshots, step_size: float, min_cosine: f
                                                                             strict=True)])
     norms = torch.stack([torch.linalg.vector_norm(b.double()) * torch.linalg.vector_norm(s.double())
                          for b, s in zip(buffers, snapshots, strict=True)])
-    skip = ((norms > 0) & (dots < min_cosine * norms)).tolist()
-    keep = [i for i, s in enumerate(skip) if not s]
-    chosen = [params[i] for i in keep]
-    if chosen:
-        minus_d1 = [buffers[i] for i in keep]
-        minus_d2 = [snapshots[i] for i in keep]
-        if foreach:
-            torch._foreach_add_(chosen, minus_d1, alpha=-step_size / 2)
-            torch._foreach_add_(chosen, minus_d2, alpha=-(step_size - 1) / 2)
-        else:
-            for p, b, s in zip(chosen, minus_d1, minus_d2, strict=True):
-                p.add_(b, alpha=-step_size / 2).add_(s, alpha=-(step_size - 1) / 2)
-    return len(params) - len(keep)
+    skip = (norms > 0) & (dots < min_cosine * norms)
+    kept = (~skip).double()
+    first = [c.to(p.dtype) for c, p in zip((kept * (-step_size / 2)).unbind(), params,
+                                           strict=True)]
+    second = [c.to(p.dtype) for c, p in zip((kept * (-(step_size - 1) / 2)).unbind(), params,
+                                            strict=True)]
+    if foreach:
+        torch._foreach_addcmul_(params, buffers, first)
+        torch._foreach_addcmul_(params, snapshots, second)
+    else:
+        for p, b, s, c1, c2 in zip(params, buffers, snapshots, first, second, strict=True):
+            p.addcmul_(b, c1).addcmul_(s, c2)
+    return skip.sum()

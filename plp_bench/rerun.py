@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, parse
+from .execution import ExecutionSettings
 from .methods import MethodConfig, check_method
 from .results import RunResult, load
 from .training import run
@@ -33,19 +34,23 @@ class Difference:
     rerun: Any
 
 
-def rebuild(record: RunResult, source: str) -> tuple[Workload, MethodConfig]:
-    """The workload and method a record was made with, validated like a config file."""
+def rebuild(record: RunResult, source: str
+            ) -> tuple[Workload, MethodConfig, ExecutionSettings]:
+    """The workload, method and execution settings a record was made with, validated like a
+    config file (a record without settings ran with the defaults)."""
     config = record.config
     try:
         body = dict(config["workload"])
         name = body.pop("name")
         workload = parse_workload(body, name=name, source=source, path=("config", "workload"))
         method = parse(MethodConfig, config["method"], source=source, path=("config", "method"))
+        settings = parse(ExecutionSettings, config.get("settings") or {}, source=source,
+                         path=("config", "settings"))
     except (KeyError, TypeError) as error:
         raise ConfigError(f"the record's config is incomplete ({error})", source=source,
                           path=("config",)) from None
     check_method(method, source=source, path=("config", "method"))
-    return workload, method
+    return workload, method, settings
 
 
 def _without_clock(value: Any) -> Any:
@@ -90,6 +95,7 @@ def rerun_record(path: str | Path, *, device: str | None = None, data_root: str 
                  ) -> tuple[RunResult, RunResult]:
     """Load (checksum verified) and rerun the record at ``path``; returns (recorded, rerun)."""
     recorded = load(path)
-    workload, method = rebuild(recorded, str(path))
-    fresh = run(workload, method, recorded.seed, device or recorded.device, data_root=data_root)
+    workload, method, settings = rebuild(recorded, str(path))
+    fresh = run(workload, method, recorded.seed, device or recorded.device, settings=settings,
+                data_root=data_root)
     return recorded, fresh

@@ -180,11 +180,33 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, *, mode: int | No
     return write_text_atomic(path, json.dumps(data, indent=1, allow_nan=False) + "\n", mode=mode)
 
 
+def variant_label(record: RunResult) -> str:
+    """The workload as reports group it: its name, then ``+device`` when that is not the CPU
+    and ``+setting`` for each execution setting that differs from the defaults, e.g.
+    ``cifar100-resnet18+cuda+bf16+channels_last``. Records that differ in these are never
+    pooled, and every method of a group shares them, so speedups compare like with like."""
+    parts = [record.workload]
+    if record.device != "cpu":
+        parts.append(record.device)
+    settings = record.config.get("settings") if isinstance(record.config, dict) else None
+    if isinstance(settings, dict):
+        if settings.get("precision", "fp32") != "fp32":
+            parts.append(str(settings["precision"]))
+        if settings.get("channels_last"):
+            parts.append("channels_last")
+        if settings.get("compile", "off") != "off":
+            parts.append(f"compile-{settings['compile']}")
+        if settings.get("cudnn_benchmark") is False:
+            parts.append("no-cudnn-benchmark")
+    return "+".join(parts)
+
+
 def group_runs(records: Iterable[RunResult]) -> dict[str, dict[str, list[RunResult]]]:
-    """``grouped[workload][method]``: the records of each point, in the order given."""
+    """``grouped[label][method]``: the records of each point, in the order given, by
+    :func:`variant_label`."""
     grouped: dict[str, dict[str, list[RunResult]]] = {}
     for r in records:
-        grouped.setdefault(r.workload, {}).setdefault(r.method, []).append(r)
+        grouped.setdefault(variant_label(r), {}).setdefault(r.method, []).append(r)
     return grouped
 
 

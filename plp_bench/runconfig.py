@@ -11,6 +11,12 @@ A config is a small diff on the shipped definitions::
     seeds: 3                                # or an explicit list: [0, 1, 2]
     device: cpu
     results: results
+    precision: fp32                         # fp32, tf32 (CUDA) or bf16 (autocast)
+    channels_last: false                    # NHWC convolutions (image models)
+    compile: off                            # or a torch.compile mode: default, max-autotune, ...
+    cudnn_benchmark: true                   # cuDNN autotuning on CUDA
+
+The last four are :class:`~plp_bench.execution.ExecutionSettings`.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 from . import methods as methods_module
 from . import workloads as workloads_module
 from .config import ConfigError, closest, field, parse, read_yaml
+from .execution import Compile, ExecutionSettings, Precision
 from .methods import MethodConfig, check_method
 from .registry import Registry
 from .workloads import Workload
@@ -34,6 +41,14 @@ class RunConfig:
     device: str = "cpu"
     results: str = "results"
     data_dir: str | None = None
+    precision: Precision = "fp32"
+    channels_last: bool = False
+    compile: bool | Compile = "off"
+    cudnn_benchmark: bool = True
+
+    def execution(self) -> ExecutionSettings:
+        return ExecutionSettings(precision=self.precision, channels_last=self.channels_last,
+                                 compile=self.compile, cudnn_benchmark=self.cudnn_benchmark)
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,7 @@ class Plan:
     device: str
     results: str
     data_dir: str | None
+    settings: ExecutionSettings = ExecutionSettings()
 
 
 def _registered(registry: Registry, name: str, *, source: str | None, path: tuple):
@@ -104,7 +120,8 @@ def resolve(config: RunConfig, *, source: str | None = None) -> Plan:
         seeds = list(config.seeds)
         if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
             raise ConfigError("give distinct non-negative seeds", source=source, path=("seeds",))
-    return Plan(workloads, methods, seeds, config.device, config.results, config.data_dir)
+    return Plan(workloads, methods, seeds, config.device, config.results, config.data_dir,
+                config.execution())
 
 
 def load_run_config(path: str | None, **overrides: Any) -> tuple[RunConfig, str | None]:

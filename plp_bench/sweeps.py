@@ -25,6 +25,7 @@ from typing import Protocol
 
 from . import results as results_module
 from .environment import describe
+from .execution import ExecutionSettings
 from .methods import MethodConfig
 from .results import ResultError, RunResult, config_hash, record_path, write_json_atomic
 from .training import Progress, resolve_device, run, run_config
@@ -40,6 +41,7 @@ class RunTask:
     seed: int
     device: str
     path: Path
+    settings: ExecutionSettings = ExecutionSettings()
 
     @property
     def label(self) -> str:
@@ -132,20 +134,22 @@ class SequentialExecutor:
 
 
 def plan(workloads: Iterable[Workload], methods: Iterable[MethodConfig], seeds: Iterable[int],
-         device: str, results_dir: str | os.PathLike[str]) -> list[RunTask]:
+         device: str, results_dir: str | os.PathLike[str],
+         settings: ExecutionSettings | None = None) -> list[RunTask]:
     """The grid, ordered workload, seed, method (consecutive runs share a dataset), less the
     pairs where the method does not apply to the workload's backbone."""
     methods = list(methods)
     seeds = list(seeds)
+    settings = ExecutionSettings() if settings is None else settings
     tasks = []
     for workload in workloads:
         for seed in seeds:
             for method in methods:
                 if not method.applies_to(workload.model):
                     continue
-                digest = config_hash(run_config(workload, method, seed, device))
+                digest = config_hash(run_config(workload, method, seed, device, settings))
                 path = record_path(results_dir, workload.name, method.name, seed, digest)
-                tasks.append(RunTask(workload, method, seed, device, path))
+                tasks.append(RunTask(workload, method, seed, device, path, settings))
     return tasks
 
 
@@ -194,7 +198,8 @@ def write_failure(task: RunTask, error: RunError) -> Path:
         "failed_run": task.label, "workload": task.workload.name, "method": task.method.name,
         "seed": task.seed, "device": task.device, "error": error.message,
         "traceback": error.traceback,
-        "config": run_config(task.workload, task.method, task.seed, task.device),
+        "config": run_config(task.workload, task.method, task.seed, task.device,
+                             task.settings),
         "config_hash": task.path.stem.rsplit("-", 1)[-1],
         "environment": describe(resolve_device(task.device)),
     })
@@ -210,11 +215,13 @@ def sweep(
     data_root: str | None = None,
     executor: Executor | None = None,
     observer: SweepObserver | None = None,
+    settings: ExecutionSettings | None = None,
 ) -> SweepReport:
-    """Run every missing cell of the grid and return all records (old and new)."""
+    """Run every missing cell of the grid and return all records (old and new); ``settings``:
+    how the models execute (default: eager float32)."""
     device = str(resolve_device(device))
     workloads, methods = list(workloads), list(methods)
-    tasks = plan(workloads, methods, seeds, device, results_dir)
+    tasks = plan(workloads, methods, seeds, device, results_dir, settings)
     report = SweepReport(not_applicable=not_applicable(workloads, methods))
     remove_stale_temporaries(tasks)
     todo = []
@@ -247,8 +254,8 @@ def sweep(
             if observer:
                 observer.run_progress(task, progress)
 
-        result = run(task.workload, task.method, task.seed, task.device, dataset=cache[key],
-                     callback=callback)
+        result = run(task.workload, task.method, task.seed, task.device,
+                     settings=task.settings, dataset=cache[key], callback=callback)
         results_module.save(result, task.path)
         return result
 
