@@ -18,8 +18,14 @@ is part of the run's identity (its config hash).
   ``aot_eager`` backend (traces and runs the same kernels as eager: a check of the tracing).
   YAML's ``true`` means ``default`` and ``false`` (or an unquoted ``off``) means ``off``.
   Evaluation runs the uncompiled module, so switching between training and evaluation and the
-  evaluation batch sizes never trigger a recompilation. Compilation happens in the first
-  training step and counts as training time; the record states that step's seconds.
+  evaluation batch sizes never trigger a recompilation. Compilation is not training time: a
+  step in which a graph was compiled (the first, and the first of each new batch size, such as
+  an epoch's smaller last batch) has its host time taken off the training clock and reported
+  as ``compile_seconds`` with the number of ``compilations``. Without that, seconds to target
+  would depend on which run of a sweep met Inductor's on-disk cache cold. (On CUDA the
+  compiled step's own kernels are queued, not waited for, so what is taken off is the
+  compilation; on the CPU it is compilation plus that one step.) Each run starts from a reset
+  compiler.
 * ``cudnn_benchmark`` (default on): on CUDA, let cuDNN time its convolution algorithms for each
   input shape and keep the fastest (``torch.backends.cudnn.benchmark``). Not deterministic.
 
@@ -29,6 +35,7 @@ The global backend flags are set for the duration of a run and restored after it
 from __future__ import annotations
 
 import contextlib
+import time
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -132,6 +139,8 @@ class PreparedModel:
     device: torch.device
     memory_format: torch.memory_format
     applied: dict[str, Any]
+    compile_seconds: float = 0.0  # host seconds of the steps that compiled a graph
+    compilations: int = 0
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.settings.precision != "bf16":
@@ -155,11 +164,28 @@ class PreparedModel:
             loss.backward()
             return loss
 
-        return closure
+        if self.settings.compile == "off":
+            return closure
+
+        def timed_closure() -> torch.Tensor:
+            graphs = compiled_graphs()
+            started = time.perf_counter()
+            loss = closure()
+            if compiled_graphs() != graphs:  # Inductor compiles the backward in the same call
+                self.compile_seconds += time.perf_counter() - started
+                self.compilations += 1
+            return loss
+
+        return timed_closure
 
     def evaluate_forward(self, x: torch.Tensor) -> torch.Tensor:
         with self.autocast():
             return self.module(self.batch(x))
+
+
+def compiled_graphs() -> int:
+    """Graphs ``torch.compile`` has compiled in this process (since the last reset)."""
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
 
 
 def prepare(model: torch.nn.Module, settings: ExecutionSettings, device: torch.device,
@@ -177,6 +203,9 @@ def prepare(model: torch.nn.Module, settings: ExecutionSettings, device: torch.d
             channels_last = "not applicable (inputs are not images)"
     train_forward: Callable[[torch.Tensor], torch.Tensor] = model
     if settings.compile != "off":
+        # every run compiles from a clean slate: graphs cached by an earlier run of the process
+        # would make later runs of a sweep cheaper, and past the recompile limit silently eager
+        torch._dynamo.reset()
         if settings.compile == "aot_eager":
             train_forward = torch.compile(model, backend="aot_eager")
         else:

@@ -121,6 +121,10 @@ class TrainingClock:
         self.seconds += time.perf_counter() - self._started
         self._started = None
 
+    def exclude(self, seconds: float) -> None:
+        """Take ``seconds`` that passed while the clock ran off it (e.g. compilation)."""
+        self.seconds -= seconds
+
     def peek(self) -> float:
         """The seconds so far without synchronising (for progress displays: on CUDA it can
         run ahead of the device)."""
@@ -288,7 +292,7 @@ def _train(workload: Workload, method: MethodConfig, seed: int, device: torch.de
     last_val_error: float | None = None
     pending: list[torch.Tensor] = []  # step losses not yet read by the host
     read_every = loss_read_interval(device)
-    first_step_seconds: float | None = None
+    compile_seconds_excluded = 0.0
 
     def scores_of(x: torch.Tensor, y: torch.Tensor) -> Scores:
         with evaluation_view(optimizer):
@@ -358,10 +362,9 @@ def _train(workload: Workload, method: MethodConfig, seed: int, device: torch.de
         loss = optimizer.step(prepared.training_closure(optimizer, x, y))
         step += 1
         pending.append(loss.detach())
-        if step == 1 and settings.compile != "off":
-            clock.stop()  # the first step compiles: its time is part of the record
-            first_step_seconds = clock.seconds
-            clock.start()
+        if prepared.compile_seconds != compile_seconds_excluded:  # a step that compiled
+            clock.exclude(prepared.compile_seconds - compile_seconds_excluded)
+            compile_seconds_excluded = prepared.compile_seconds
         evaluate_now = step % period == 0 or step == total_steps
         test_now = step % per_epoch == 0 and (step // per_epoch) in workload.test_at_epochs
         if (evaluate_now or test_now or len(pending) >= read_every) and not read_losses(step):
@@ -395,8 +398,9 @@ def _train(workload: Workload, method: MethodConfig, seed: int, device: torch.de
                           "steps_per_epoch": per_epoch, "total_steps": total_steps,
                           "eval_every": period, "dataset": dataset.describe(),
                           "execution": dict(prepared.applied)}
-    if first_step_seconds is not None:
-        config["resolved"]["execution"]["first_step_seconds"] = first_step_seconds
+    if settings.compile != "off":
+        config["resolved"]["execution"].update(compile_seconds=prepared.compile_seconds,
+                                               compilations=prepared.compilations)
     return RunResult(
         workload=workload.name, method=method.name, seed=seed, device=str(device),
         config=config, config_hash=config_hash(identity),

@@ -111,18 +111,18 @@ def test_channels_last_on_a_model_without_images_is_left_alone():
         deterministic_fields(plain)["curves.val_loss"]
 
 
-def test_compiled_training_matches_eager_and_times_the_first_step():
-    torch._dynamo.reset()
-    torch._dynamo.utils.counters.clear()
-    workload = tiny(steps=8, eval_every=4)
+def test_compiled_training_matches_eager_and_compilation_is_off_the_clock():
+    """breast_cancer's 364 training rows in batches of 32 end each epoch with a batch of 12:
+    two compilations (32, then 12), both taken off the clock."""
+    workload = tiny(steps=12, eval_every=6)
     compiled = run(workload, get_method("sgd"), seed=0,
                    settings=ExecutionSettings(compile="aot_eager"))
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
     eager = run(workload, get_method("sgd"), seed=0)
     assert compiled.curves.val_loss == pytest.approx(eager.curves.val_loss, rel=1e-6)
     execution = compiled.config["resolved"]["execution"]
-    assert execution["compile"] == "aot_eager"
-    assert 0 < execution["first_step_seconds"] <= compiled.train_seconds
+    assert execution["compile"] == "aot_eager" and execution["compilations"] == 2
+    assert execution["compile_seconds"] > 0.2  # tracing alone takes longer than this
+    assert 0 < compiled.train_seconds < 0.2
 
 
 def test_default_settings_keep_the_record_names_and_others_change_them():
