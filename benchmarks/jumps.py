@@ -33,6 +33,10 @@ class JumpCost:
     param_names = ["parameters", "method"]
     timeout = 600
     version = 1
+    # one round of at most 5 samples: a ResNet18 jump takes up to a second, and asv's default
+    # (2 rounds of up to 10 samples) spent 1.6 minutes of CI on this benchmark
+    rounds = 1
+    repeat = (1, 5, 10.0)
 
     def setup(self, parameters, method):
         params = parameter_set(parameters)

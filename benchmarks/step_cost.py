@@ -56,6 +56,7 @@ class UpdateTime:
     timeout = 300
     version = 1
     device = "cpu"
+    rounds = 1  # 34 points, which took 1.4 minutes of CI in asv's default 2 rounds
 
     def setup(self, parameters, method):
         benchmarking.require_device(self.device)
