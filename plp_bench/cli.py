@@ -271,6 +271,7 @@ def _cmd_throughput(args, out: Console, err: Console) -> int:
 
     from rich.table import Table
 
+    from .environment import device_name
     from .execution import ExecutionSettings, check_device
     from .results import write_json_atomic
     from .throughput import THROUGHPUT_MODELS, ThroughputBench
@@ -301,7 +302,7 @@ def _cmd_throughput(args, out: Console, err: Console) -> int:
         data.check_available("cifar100", args.data_dir)
     table = Table(title=f"training throughput: {args.method}, batch {args.batch_size}, "
                   f"{args.inputs} CIFAR-shaped inputs, {device} "
-                  f"({_device_label(device)})")
+                  f"({device_name(device)})")
     for column in ("model", "step (ms)", "images/s", "peak memory (MiB)"):
         table.add_column(column, justify="left" if column == "model" else "right")
     rows = []
@@ -335,12 +336,6 @@ def _cmd_throughput(args, out: Console, err: Console) -> int:
             "results": rows})
         out.print(f"numbers written to {args.json}", highlight=False)
     return 0
-
-
-def _device_label(device: torch.device) -> str:
-    from .environment import device_name
-
-    return device_name(device)
 
 
 def _cmd_rerun(args, out: Console, err: Console) -> int:

@@ -81,17 +81,6 @@ class ExecutionSettings:
         return None if self.is_default else to_plain(self)
 
 
-def settings_from(value: ExecutionSettings | dict[str, Any] | None) -> ExecutionSettings:
-    """Settings from a record's stored mapping (absent: the defaults)."""
-    if value is None:
-        return ExecutionSettings()
-    if isinstance(value, ExecutionSettings):
-        return value
-    from .config import parse
-
-    return parse(ExecutionSettings, value, path=("settings",))
-
-
 def check_device(settings: ExecutionSettings, device: torch.device) -> None:
     """A setting that cannot work on ``device`` is a :class:`ConfigError` naming both."""
     if settings.precision == "tf32" and device.type != "cuda":

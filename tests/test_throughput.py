@@ -10,8 +10,6 @@ import torch.nn.functional as F
 from plp_bench import models, workloads
 from plp_bench.cli import main
 from plp_bench.data import EpochSampler, random_crop_flip
-from plp_bench.method_cost import StepBench
-from plp_bench.methods import get_method
 from plp_bench.throughput import (
     CLASSES,
     IMAGE_SHAPE,
@@ -72,12 +70,6 @@ def test_the_command_prints_and_writes_images_per_second(tmp_path, capsys):
 def test_cifar_inputs_need_the_data(capsys, empty_root):
     assert main(["throughput", "--device", "cpu", "--inputs", "cifar100"]) == 1
     assert "cifar" in capsys.readouterr().err.lower()
-
-
-def test_step_bench_on_a_device_keeps_values_of_the_cpu_draw():
-    cpu = StepBench.build(get_method("sgd"), "mlp", device="cpu")
-    assert cpu.device == torch.device("cpu")
-    assert all(p.grad is not None and p.device.type == "cpu" for p in cpu.params)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip on machines without CUDA")
