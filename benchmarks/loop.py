@@ -7,12 +7,12 @@ the whole-run times including the fixed costs.
 """
 
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
 from plp_bench import benchmarking, data, models, run, workloads
+from plp_bench.method_cost import seconds
 from plp_bench.methods import get_method
 from plp_bench.training import stream_seed
 
@@ -71,11 +71,6 @@ class LoopOverhead:
         its time for N steps (fixed costs such as model creation and the final evaluations
         cancel), median over interleaved repeats."""
         long = self.workload.replace(steps=2 * STEPS, eval_every=2 * STEPS)
-
-        def seconds(fn) -> float:
-            start = time.perf_counter()
-            fn()
-            return time.perf_counter() - start
 
         ratios = []
         for _ in range(5):

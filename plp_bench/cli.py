@@ -166,6 +166,13 @@ def _add_execution_flags(parser: argparse.ArgumentParser) -> None:
                         const=False, help="turn off cuDNN autotuning on CUDA")
 
 
+def _execution_overrides(args) -> dict:
+    """The execution flags given on the command line (unset ones are left out)."""
+    given = {name: getattr(args, name, None)
+             for name in ("precision", "channels_last", "compile", "cudnn_benchmark")}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def _console(stream) -> Console:
     interactive = stream.isatty()
     return Console(file=stream, width=None if interactive else 160)
@@ -227,10 +234,7 @@ def _cmd_run(args, out: Console, err: Console) -> int:
         workloads=getattr(args, "workload", None), methods=getattr(args, "method", None),
         seeds=getattr(args, "seeds", None), device=getattr(args, "device", None),
         results=getattr(args, "results", None), data_dir=getattr(args, "data_dir", None),
-        precision=getattr(args, "precision", None),
-        channels_last=getattr(args, "channels_last", None),
-        compile=getattr(args, "compile", None),
-        cudnn_benchmark=getattr(args, "cudnn_benchmark", None),
+        **_execution_overrides(args),
     )
     plan = resolve(config, source=source)
     try:
@@ -289,10 +293,7 @@ def _cmd_throughput(args, out: Console, err: Console) -> int:
             raise ConfigError(f"{value} is below the minimum 1", path=(flag,))
     if args.warmup < 0:
         raise ConfigError(f"{args.warmup} is below the minimum 0", path=("--warmup",))
-    settings = ExecutionSettings(
-        precision=args.precision or "fp32", channels_last=bool(args.channels_last),
-        compile=args.compile or "off",
-        cudnn_benchmark=True if args.cudnn_benchmark is None else args.cudnn_benchmark)
+    settings = ExecutionSettings(**_execution_overrides(args))
     device = resolve_device(args.device)
     try:
         check_device(settings, device)

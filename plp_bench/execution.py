@@ -75,6 +75,19 @@ class ExecutionSettings:
     def is_default(self) -> bool:
         return self == ExecutionSettings()
 
+    def tags(self) -> list[str]:
+        """The settings that differ from the defaults, as short words for labels (``bf16``,
+        ``channels_last``, ``compile-default``, ``no-cudnn-benchmark``)."""
+        default = ExecutionSettings()
+        tags = [self.precision] if self.precision != default.precision else []
+        if self.channels_last:
+            tags.append("channels_last")
+        if self.compile != default.compile:
+            tags.append(f"compile-{self.compile}")
+        if not self.cudnn_benchmark:
+            tags.append("no-cudnn-benchmark")
+        return tags
+
     def identity(self) -> dict[str, Any] | None:
         """What enters a run's config hash: nothing for the defaults, so records made before
         these settings existed keep their names."""

@@ -158,13 +158,15 @@ def parameter_bytes(params: Iterable[torch.Tensor]) -> int:
     return sum(p.numel() * p.element_size() for p in params)
 
 
+def seconds(call: Callable[[], Any]) -> float:
+    """Wall seconds of ``call()``."""
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
 def median_time_ratio(work: Callable[[], Any], reference: Callable[[], Any],
                       repeats: int) -> float:
     """Median over ``repeats`` of ``time(work) / time(reference)``, the two timed back to back
     in each repeat, so that drifts in machine speed cancel out of the ratio."""
-    def seconds(call: Callable[[], Any]) -> float:
-        start = time.perf_counter()
-        call()
-        return time.perf_counter() - start
-
     return statistics.median(seconds(work) / seconds(reference) for _ in range(repeats))

@@ -185,19 +185,14 @@ def variant_label(record: RunResult) -> str:
     and ``+setting`` for each execution setting that differs from the defaults, e.g.
     ``cifar100-resnet18+cuda+bf16+channels_last``. Records that differ in these are never
     pooled, and every method of a group shares them, so speedups compare like with like."""
+    from .execution import ExecutionSettings  # it imports torch; records need not
+
     parts = [record.workload]
     if record.device != "cpu":
         parts.append(record.device)
     settings = record.config.get("settings") if isinstance(record.config, dict) else None
     if isinstance(settings, dict):
-        if settings.get("precision", "fp32") != "fp32":
-            parts.append(str(settings["precision"]))
-        if settings.get("channels_last"):
-            parts.append("channels_last")
-        if settings.get("compile", "off") != "off":
-            parts.append(f"compile-{settings['compile']}")
-        if settings.get("cudnn_benchmark") is False:
-            parts.append("no-cudnn-benchmark")
+        parts += ExecutionSettings(**settings).tags()
     return "+".join(parts)
 
 

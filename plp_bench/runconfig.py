@@ -21,6 +21,7 @@ The last four are :class:`~plp_bench.execution.ExecutionSettings`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,8 +48,9 @@ class RunConfig:
     cudnn_benchmark: bool = True
 
     def execution(self) -> ExecutionSettings:
-        return ExecutionSettings(precision=self.precision, channels_last=self.channels_last,
-                                 compile=self.compile, cudnn_benchmark=self.cudnn_benchmark)
+        """The four keys above as :class:`ExecutionSettings` (flat in the file, for brevity)."""
+        return ExecutionSettings(**{f.name: getattr(self, f.name)
+                                    for f in dataclasses.fields(ExecutionSettings)})
 
 
 @dataclass(frozen=True)

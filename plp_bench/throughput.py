@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +25,7 @@ import torch
 from . import data, methods, models, workloads
 from .data.batches import EpochSampler, random_crop_flip
 from .execution import ExecutionSettings, PreparedModel, backend_flags, prepare
+from .method_cost import seconds
 from .schedules import ScheduleRunner
 
 THROUGHPUT_MODELS = ("vgg16", "resnet18", "googlenet")
@@ -71,7 +70,6 @@ class ThroughputBench:
     y: torch.Tensor
     batch_size: int
     fill: list[float] | None
-    inputs: str
     _batches: object = None
     _generator: torch.Generator = field(default_factory=torch.Generator)
     _flags: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
@@ -112,7 +110,7 @@ class ThroughputBench:
         built = methods.build_method(method_config, module.parameters(), tuned=tuned)
         bench = cls(prepared, built.optimizer, ScheduleRunner(built.optimizer, built.schedules,
                                                               10_000_000),
-                    x, y, batch_size, fill, inputs, _flags=flags)
+                    x, y, batch_size, fill, _flags=flags)
         bench._generator.manual_seed(seed)
         bench._batches = iter(EpochSampler(len(y), batch_size, seed=seed, drop_last=True,
                                            device=device))
@@ -151,9 +149,3 @@ class ThroughputBench:
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def seconds(call: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start

@@ -270,6 +270,11 @@ def test_reports_never_pool_records_of_different_settings():
     assert sorted(s.workload for s in summaries) == ["breast_cancer-mlp",
                                                      "breast_cancer-mlp+bf16"]
     assert all(sorted(r.method for r in s.rows) == ["plp", "sgd"] for s in summaries)
+    every = ExecutionSettings(precision="tf32", channels_last=True, compile="max-autotune",
+                              cudnn_benchmark=False)
+    assert every.tags() == ["tf32", "channels_last", "compile-max-autotune",
+                            "no-cudnn-benchmark"]
+    assert ExecutionSettings().tags() == []
 
 
 def test_augmented_channels_last_training_follows_the_contiguous_run(digits):
