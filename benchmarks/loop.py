@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from plp_bench import benchmarking, data, models, run, workloads
 from plp_bench.method_cost import seconds
 from plp_bench.methods import get_method
-from plp_bench.training import stream_seed
+from plp_bench.run_protocol import stream_seed
 
 STEPS = 300
 

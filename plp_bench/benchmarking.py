@@ -33,8 +33,8 @@ import torch
 from . import data, methods, workloads
 from .environment import git_commit
 from .results import RunResult, write_json_atomic
+from .run_protocol import step_budget
 from .sweeps import sweep
-from .training import step_budget
 from .workloads import Workload
 
 CI_STEP_CAP = 400

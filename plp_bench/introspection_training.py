@@ -2,7 +2,7 @@
 histories, as in section 4.1 of Sinha et al. (ICLR 2017).
 
 1. Train the reference network N0 (``mnist1``: the paper's MNIST CNN; Adam, learning rate
-   1e-4, batch 50) through the harness's own loop (:func:`plp_bench.training.run`) with a
+   1e-4, batch 50) through the harness's own loop (:func:`plp_bench.training.train`) with a
    ``record-history`` wrapper that records a random pool of its scalar weights on a grid of
    steps. MNIST is read from the data root; only when it is absent are scikit-learn's 8x8
    digits used instead, upsampled to 28x28 (bilinear), and the record says so.
@@ -42,12 +42,12 @@ from baselines.introspection.histories import (
 )
 from baselines.introspection.net import SHIPPED, IntrospectionNet
 
-from . import data, environment, workloads
+from . import data, environment, training, workloads
 from .data import Dataset
 from .data.files import CATALOG
 from .methods import ComponentConfig, MethodConfig
 from .results import write_json_atomic
-from .training import Progress, run
+from .run_protocol import Progress
 
 REFERENCE_WORKLOAD = "mnist-mnist1"
 
@@ -128,8 +128,8 @@ def train_pipeline(settings: PipelineSettings, *, data_root: str | None = None,
         if progress is not None:
             progress("N0", p.step, p.total_steps)
 
-    n0 = run(workload, method, settings.seed, "cpu", dataset=dataset, callback=on_progress,
-             method_built=recorders.append)
+    n0 = training.train(workload, method, settings.seed, "cpu", dataset=dataset,
+                        callback=on_progress, method_built=recorders.append)
     steps, values = recorders[0].histories()
     train_cols, val_cols = split_pool(values.shape[1], settings.val_fraction, settings.seed)
     common = {"ratio": settings.ratio, "strata": settings.strata}

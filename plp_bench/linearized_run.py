@@ -35,16 +35,9 @@ from .config import to_plain
 from .data import Dataset
 from .methods import MethodConfig, resolve_hyperparameters
 from .results import Curves, RunResult, TargetResult, TestMetrics, config_hash
+from .run_protocol import Progress, initial_model, resolve_device, run_identity, step_budget
+from .scoring import evaluate, score_logits
 from .solvers import SOLVERS, SolverSettings
-from .training import (
-    Progress,
-    evaluate,
-    initial_model,
-    resolve_device,
-    run_config,
-    score_logits,
-    step_budget,
-)
 from .workloads import Workload
 
 CPU = torch.device("cpu")
@@ -75,6 +68,9 @@ def run_linearized(
     callback: Callable[[Progress], None] | None = None,
 ) -> RunResult:
     """Train ``workload``'s network linearised, with ``method.solver``; see the module."""
+    if method.solver is None:
+        raise ValueError(f"method {method.name!r} has no solver: it is trained, not solved; "
+                         "run it through plp_bench.run")
     wall_start = time.perf_counter()
     requested = resolve_device(device)
     if dataset is None:
@@ -147,7 +143,7 @@ def run_linearized(
             "network_test_accuracy": 1.0 - evaluate(network, x_test, y_test, eval_batch).error,
             "linearized_train_accuracy": linear.accuracy(best["solution"]),
         }
-    identity = run_config(workload, method, seed, str(requested))
+    identity = run_identity(workload, method, seed, str(requested))
     config = dict(identity)
     config["resolved"] = {"hyperparameters": to_plain(hyperparameters), "tuned": tuned,
                           "batch_size": len(y_train), "steps_per_epoch": 1,

@@ -9,7 +9,7 @@ Three registries are the extension points; the training loop knows none of their
   optimizer and forward ``param_groups``: ``plp`` (:class:`plp_bench.plp.PLP`), ``xgrad``
   (:class:`baselines.xgrad.WeightPrediction`) and the weight jumps of
   :mod:`plp_bench.weight_jumps`. They stack in the order listed. A factory with a keyword
-  ``context`` is given the run's :class:`~plp_bench.context.BuildContext` (step budget,
+  ``context`` is given the run's :class:`~plp_bench.build_context.BuildContext` (step budget,
   the workload's jump steps, a seed); it is not an option a config can set.
 * ``SCHEDULES`` (:mod:`plp_bench.schedules`): per-step values of one param-group field.
 
@@ -32,8 +32,8 @@ from baselines.xgrad import WeightPrediction
 
 from . import models as models_module
 from . import weight_jumps
+from .build_context import PROBE_CONTEXT, BuildContext
 from .config import ConfigError, closest, field, parse, read_yaml
-from .context import PROBE_CONTEXT, BuildContext
 from .plp import PLP
 from .registry import Registry
 from .schedules import SCHEDULES, Schedule

@@ -26,8 +26,9 @@ from baselines.linearized import (
 
 from . import data as data_module
 from .linearized_run import linearize
+from .run_protocol import step_budget
+from .scoring import evaluate
 from .solvers import SolverSettings
-from .training import evaluate, step_budget
 from .workloads import Workload
 
 PAPER_THRESHOLDS = (0.80, 0.85, 0.90, 0.95)

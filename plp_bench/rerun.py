@@ -20,7 +20,7 @@ from .config import ConfigError, parse
 from .execution import ExecutionSettings
 from .methods import MethodConfig, check_method
 from .results import RunResult, load
-from .training import run
+from .runner import run
 from .workloads import Workload, parse_workload
 
 ENVIRONMENT_FIELDS = ("plp_bench", "commit", "torch", "numpy", "scipy", "python", "device",

@@ -28,7 +28,8 @@ from .environment import describe
 from .execution import ExecutionSettings
 from .methods import MethodConfig
 from .results import ResultError, RunResult, config_hash, record_path, write_json_atomic
-from .training import Progress, resolve_device, run, run_config
+from .run_protocol import Progress, resolve_device, run_identity
+from .runner import run
 from .workloads import Workload
 
 
@@ -147,7 +148,7 @@ def plan(workloads: Iterable[Workload], methods: Iterable[MethodConfig], seeds: 
             for method in methods:
                 if not method.applies_to(workload.model):
                     continue
-                digest = config_hash(run_config(workload, method, seed, device, settings))
+                digest = config_hash(run_identity(workload, method, seed, device, settings))
                 path = record_path(results_dir, workload.name, method.name, seed, digest)
                 tasks.append(RunTask(workload, method, seed, device, path, settings))
     return tasks
@@ -198,7 +199,7 @@ def write_failure(task: RunTask, error: RunError) -> Path:
         "failed_run": task.label, "workload": task.workload.name, "method": task.method.name,
         "seed": task.seed, "device": task.device, "error": error.message,
         "traceback": error.traceback,
-        "config": run_config(task.workload, task.method, task.seed, task.device,
+        "config": run_identity(task.workload, task.method, task.seed, task.device,
                              task.settings),
         "config_hash": task.path.stem.rsplit("-", 1)[-1],
         "environment": describe(resolve_device(task.device)),

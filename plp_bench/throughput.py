@@ -26,6 +26,7 @@ from . import data, methods, models, workloads
 from .data.batches import EpochSampler, random_crop_flip
 from .execution import ExecutionSettings, PreparedModel, backend_flags, prepare
 from .method_cost import seconds
+from .run_protocol import resolve_device
 from .schedules import ScheduleRunner
 
 THROUGHPUT_MODELS = ("vgg16", "resnet18", "googlenet")
@@ -80,8 +81,6 @@ class ThroughputBench:
               batch_size: int = 128, device: str | torch.device = "cuda",
               settings: ExecutionSettings | None = None, seed: int = 0,
               data_root: str | None = None) -> ThroughputBench:
-        from .training import resolve_device
-
         if model not in THROUGHPUT_MODELS:
             raise ValueError(f"model {model!r}; allowed: {', '.join(THROUGHPUT_MODELS)}")
         if inputs not in INPUTS:

@@ -20,7 +20,7 @@ from baselines.introspection.histories import WeightHistoryRecorder
 from baselines.introspection.jumps import FitJumps, IntrospectionJumps, NoiseJumps, WeightJumps
 from baselines.introspection.net import SHIPPED, IntrospectionNet, load_net
 
-from .context import PROBE_CONTEXT, BuildContext
+from .build_context import PROBE_CONTEXT, BuildContext
 
 DEFAULT_JUMP_FRACTIONS = (0.3, 0.4, 0.5)
 

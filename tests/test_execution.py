@@ -18,9 +18,9 @@ from plp_bench.execution import ExecutionSettings
 from plp_bench.methods import METHODS, ComponentConfig, MethodConfig, get_method, list_methods
 from plp_bench.rerun import deterministic_fields, rerun_record
 from plp_bench.results import config_hash, save
+from plp_bench.run_protocol import run_identity, stream_seed
 from plp_bench.runconfig import load_run_config, resolve
 from plp_bench.sweeps import plan
-from plp_bench.training import run_config, stream_seed
 
 BF16 = ExecutionSettings(precision="bf16")
 CHANNELS_LAST = ExecutionSettings(channels_last=True)
@@ -127,15 +127,15 @@ def test_compiled_training_matches_eager_and_compilation_is_off_the_clock():
 
 def test_default_settings_keep_the_record_names_and_others_change_them():
     workload, sgd = tiny(), get_method("sgd")
-    bare = run_config(workload, sgd, 0, "cpu")
+    bare = run_identity(workload, sgd, 0, "cpu")
     assert "settings" not in bare
-    assert run_config(workload, sgd, 0, "cpu", ExecutionSettings()) == bare
-    hashes = {config_hash(run_config(workload, sgd, 0, "cpu", s)) for s in (
+    assert run_identity(workload, sgd, 0, "cpu", ExecutionSettings()) == bare
+    hashes = {config_hash(run_identity(workload, sgd, 0, "cpu", s)) for s in (
         ExecutionSettings(), BF16, CHANNELS_LAST, ExecutionSettings(compile="default"),
         ExecutionSettings(cudnn_benchmark=False))}
     assert len(hashes) == 5
     ode = get_method("linearized-bdf")
-    assert run_config(workload, ode, 0, "cpu", BF16) == run_config(workload, ode, 0, "cpu")
+    assert run_identity(workload, ode, 0, "cpu", BF16) == run_identity(workload, ode, 0, "cpu")
     paths = {t.path for s in (None, BF16) for t in plan([workload], [sgd], [0], "cpu", "r", s)}
     assert len(paths) == 2
 

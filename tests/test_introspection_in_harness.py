@@ -12,9 +12,9 @@ from helpers import tiny
 from baselines.introspection import IntrospectionJumps, load_net
 from benchmarks.loop import plain_loop
 from plp_bench import data, run, workloads
+from plp_bench.build_context import BuildContext
 from plp_bench.cli import main
 from plp_bench.config import ConfigError
-from plp_bench.context import BuildContext
 from plp_bench.introspection_training import data_record, reference_data
 from plp_bench.methods import MethodConfig, get_method
 from plp_bench.runconfig import load_run_config, resolve

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from helpers import tiny
 
 from benchmarks.loop import plain_loop
-from plp_bench import data, run, training
+from plp_bench import data, run, run_protocol, training
 from plp_bench.methods import MethodConfig, get_method
 from plp_bench.results import RunResult
 
@@ -168,7 +168,7 @@ def test_untuned_optimizer_uses_defaults():
 def test_cuda_absent_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(training.DeviceError, match="no CUDA device"):
+    with pytest.raises(run_protocol.DeviceError, match="no CUDA device"):
         run(tiny(), get_method("sgd"), seed=0, device="cuda")
 
 
@@ -179,3 +179,17 @@ def test_cuda_matches_cpu_when_present():
     assert a.curves.step == b.curves.step
     assert all(math.isclose(x, y, rel_tol=1e-3, abs_tol=1e-4)
                for x, y in zip(a.curves.val_loss, b.curves.val_loss, strict=True))
+
+
+def test_the_run_entry_sends_solved_methods_to_the_solver_and_the_rest_to_the_loop():
+    """``run`` dispatches; each of the two runs refuses the other kind of method by name."""
+    from plp_bench.linearized_run import run_linearized
+
+    workload = tiny(steps=4, eval_every=2)
+    solved = get_method("linearized-bdf")
+    with pytest.raises(ValueError, match="'linearized-bdf' is solved by an ODE solver"):
+        training.train(workload, solved, seed=0)
+    with pytest.raises(ValueError, match="'sgd' has no solver"):
+        run_linearized(workload, get_method("sgd"), seed=0)
+    assert "solver" in run(workload, solved, seed=0).details
+    assert "solver" not in run(workload, get_method("sgd"), seed=0).details

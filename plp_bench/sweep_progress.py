@@ -14,8 +14,8 @@ from rich.progress import (
 )
 
 from .results import RunResult
+from .run_protocol import Progress as RunProgress
 from .sweeps import RunError, RunTask
-from .training import Progress as RunProgress
 
 
 class RichSweepProgress:

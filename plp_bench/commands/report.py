@@ -1,22 +1,54 @@
-"""``plp-bench report``: the record tables in the terminal, the change against another commit,
-asv's own values, and (``--html``) the commit's page and the index of every commit."""
+"""``plp-bench report`` (alias ``summary``): the record tables in the terminal, the change
+against another commit, asv's own values, and (``--html``) the commit's page and the index of
+every commit."""
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
-from . import asv_results, summary
-from .changes import asv_table, record_changes
-from .config import ConfigError
-from .environment import git_commit
-from .record_sources import RecordSet, commit_folders, read_folders, records_of
-from .tables import to_rich
+from .. import asv_results, summary
+from ..changes import asv_table, record_changes
+from ..config import ConfigError
+from ..environment import git_commit
+from ..record_sources import RecordSet, commit_folders, read_folders, records_of
+from ..tables import to_rich
+from .common import Streams
 
 DEFAULT_FOLDER = "results"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("report", aliases=["summary"],
+                            help="the tables of run records (a sweep's results, the asv "
+                            "suite's runs), the change against another commit, and the "
+                            "HTML report")
+    parser.add_argument("folder", nargs="*", help="folders of run records (default: "
+                        "./results, else the asv run cache of the checked-out commit)")
+    parser.add_argument("--workload", action="append", metavar="NAME",
+                        help="only this workload (repeatable)")
+    parser.add_argument("--compare", metavar="REV", help="also show the change against "
+                        "another commit's records (a git revision, looked up in the asv "
+                        "run cache, or a folder of records)")
+    parser.add_argument("--html", action="store_true", help="also write "
+                        "OUT/<commit>/index.html and the index of every commit OUT/index.html")
+    parser.add_argument("--out", default="reports", metavar="DIR",
+                        help="where --html writes (default reports)")
+    parser.add_argument("--asv-results", default=".asv/results", metavar="DIR",
+                        help="asv's results folder, read for the commit's own asv values "
+                        "(default .asv/results)")
+    parser.set_defaults(handle=handle)
+
+
+def handle(args: argparse.Namespace, streams: Streams) -> int:
+    return report(args.folder, workloads=args.workload, compare=args.compare, html=args.html,
+                  out_dir=args.out, asv_dir=args.asv_results, out=streams.out,
+                  err=streams.err)
+
 
 
 def _default_folders() -> list[str]:
@@ -65,7 +97,7 @@ def report(folders: list[str], *, workloads: list[str] | None, compare: str | No
     values = asv_results.commit_values(asv_dir, commit) if commit else []
     baseline = None
     if compare is not None:
-        from .html_report import Baseline
+        from ..html_report import Baseline
 
         base_found, base_commit = records_of(compare)
         base_found = base_found.only({r.workload for r in found.records})
@@ -101,7 +133,7 @@ def report(folders: list[str], *, workloads: list[str] | None, compare: str | No
         for line in found.failures:
             out.print(f"  failed: {line}", highlight=False)
     if html and found.records:
-        from .html_report import build_commit_page, build_index
+        from ..html_report import build_commit_page, build_index
 
         started = time.perf_counter()
         with err.status("building the HTML report ..."):

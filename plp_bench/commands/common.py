@@ -1,0 +1,42 @@
+"""What the commands share: the output streams, and the flags of the execution settings."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.console import Console
+
+from ..execution import COMPILE_CHOICES, PRECISIONS
+
+
+@dataclass(frozen=True)
+class Streams:
+    """Where a command writes: results to ``out``, progress and problems to ``err``; ``argv``
+    is the command line as given (a record may store it)."""
+
+    out: Console
+    err: Console
+    argv: Sequence[str] = ()
+
+
+def add_execution_flags(parser: argparse.ArgumentParser) -> None:
+    """How the model executes (:mod:`plp_bench.execution`); unset flags leave the config's."""
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="fp32 (default), tf32 (CUDA) or bf16 (autocast)")
+    parser.add_argument("--channels-last", action="store_const", const=True,
+                        help="convolutional models and batches in NHWC memory order")
+    parser.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                        choices=COMPILE_CHOICES,
+                        help="torch.compile the training forward pass; MODE: "
+                        f"{', '.join(COMPILE_CHOICES[1:])} (default: default)")
+    parser.add_argument("--no-cudnn-benchmark", dest="cudnn_benchmark", action="store_const",
+                        const=False, help="turn off cuDNN autotuning on CUDA")
+
+
+def execution_overrides(args: argparse.Namespace) -> dict:
+    """The execution flags given on the command line (unset ones are left out)."""
+    given = {name: getattr(args, name, None)
+             for name in ("precision", "channels_last", "compile", "cudnn_benchmark")}
+    return {name: value for name, value in given.items() if value is not None}

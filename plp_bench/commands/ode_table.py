@@ -1,0 +1,85 @@
+"""``plp-bench ode-table``: the linear-model ODE paper's table, time to training accuracy of
+full-batch gradient descent against the linearised network's flow (:mod:`plp_bench.ode_table`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import Streams
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("ode-table", help="the linear-model ODE paper's table: time to "
+                            "training accuracy, gradient descent vs the linearised network's "
+                            "ODE")
+    parser.add_argument("--workload", action="append", metavar="NAME",
+                        help="an MLP workload (repeatable); default: banknote-mlp and "
+                        "magic-mlp")
+    parser.add_argument("--lr", action="append", type=float, metavar="ETA",
+                        help="learning rate (repeatable); default: the workload's gd rate and "
+                        "a tenth of it")
+    parser.add_argument("--threshold", action="append", type=float, metavar="ACC",
+                        help="training-accuracy threshold (repeatable); default 0.80 0.85 "
+                        "0.90 0.95")
+    parser.add_argument("--max-steps", type=int, metavar="N",
+                        help="budget in GD steps / ODE time (default: the workload's)")
+    parser.add_argument("--solver", default="bdf", help="bdf (default), lsoda, radau or rk45")
+    parser.add_argument("--space", default="auto", choices=["auto", "parameter", "function"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", metavar="DIR")
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    parser.set_defaults(handle=handle)
+
+
+def handle(args: argparse.Namespace, streams: Streams) -> int:
+    from dataclasses import asdict
+
+    from rich.markup import escape
+
+    from .. import data, methods, workloads
+    from ..config import ConfigError
+    from ..ode_table import PAPER_THRESHOLDS, compare, table
+    from ..registry import UnknownNameError
+    from ..results import write_json_atomic
+    from ..solvers import SOLVERS
+
+    out, err = streams.out, streams.err
+    names = args.workload or ["banknote-mlp", "magic-mlp"]
+    chosen = [workloads.get(name) for name in names]
+    for workload in chosen:
+        if workload.model != "mlp":
+            raise ConfigError(f"the ODE table linearises MLPs; {workload.name} uses "
+                              f"{workload.model!r}", path=("--workload",))
+        data.check_available(workload.dataset, args.data_dir)
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ConfigError(f"{args.max_steps} is below the minimum 1", path=("--max-steps",))
+    for value in (args.lr or []):
+        if not value > 0:
+            raise ConfigError(f"{value} is not a learning rate > 0", path=("--lr",))
+    thresholds = tuple(args.threshold or PAPER_THRESHOLDS)
+    if any(not 0 < t <= 1 for t in thresholds):
+        raise ConfigError("thresholds are training accuracies in (0, 1]", path=("--threshold",))
+    try:
+        solver = SOLVERS.get(args.solver)(space=args.space)
+    except UnknownNameError as error:
+        raise ConfigError(str(error), path=("--solver",)) from None
+    results = []
+    for workload in chosen:
+        gd = methods.MethodConfig(name="gd", optimizer="gd")
+        tuned = methods.resolve_hyperparameters(gd, workload.optimizers)[0]["lr"]
+        for lr in args.lr or [tuned, tuned / 10]:
+            with err.status(f"{workload.name}, eta = {lr:g}: gradient descent and the ODE ..."):
+                try:
+                    comparison = compare(workload, lr, seed=args.seed, solver=solver,
+                                         thresholds=thresholds, max_steps=args.max_steps,
+                                         data_root=args.data_dir)
+                except MemoryError as error:
+                    err.print(f"[red]refused:[/] {escape(str(error))}", highlight=False)
+                    return 1
+            results.append(comparison)
+            out.print(table(comparison))
+            out.print()
+    if args.json:
+        write_json_atomic(args.json, [asdict(c) for c in results])
+        out.print(f"numbers written to {args.json}", highlight=False)
+    return 0

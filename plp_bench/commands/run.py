@@ -1,0 +1,106 @@
+"""``plp-bench run`` (and ``plp-bench`` alone): a resumable sweep of workloads x methods x
+seeds from a YAML run config and flags, with a progress bar, then the summary tables."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from contextlib import contextmanager
+
+from rich.markup import escape
+
+from .common import Streams, add_execution_flags, execution_overrides
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("run", help="run a sweep of workloads x methods x seeds (the "
+                            "default)")
+    parser.add_argument("config", nargs="?", help="YAML run config (workloads, methods, "
+                        "seeds, ...)")
+    parser.add_argument("--workload", action="append", metavar="NAME",
+                        help="workload to run (repeatable); default: the offline workloads")
+    parser.add_argument("--method", action="append", metavar="NAME",
+                        help="method to run (repeatable); default: the methods of the default "
+                        "run")
+    parser.add_argument("--seeds", type=int, metavar="N", help="number of seeds (default 3)")
+    parser.add_argument("--device", help="cpu or cuda[:N] (default cpu)")
+    parser.add_argument("--results", metavar="DIR", help="where run records go (default "
+                        "results)")
+    parser.add_argument("--data-dir", metavar="DIR", help="data root (default "
+                        "$PLP_BENCH_DATA, else ~/.cache/plp-bench)")
+    add_execution_flags(parser)
+    parser.set_defaults(handle=handle)
+
+
+@contextmanager
+def _sigterm_interrupts():
+    """Within the block, SIGTERM stops the work as Ctrl-C does (``KeyboardInterrupt``), so a
+    terminated sweep ends as cleanly as an interrupted one; the list is non-empty after a
+    SIGTERM."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def handle(args: argparse.Namespace, streams: Streams) -> int:
+    """Run the sweep (``args`` may come from the top-level parser alone: ``plp-bench``)."""
+    from .. import data, summary
+    from ..config import ConfigError
+    from ..execution import check_device
+    from ..run_protocol import resolve_device
+    from ..runconfig import load_run_config, resolve
+    from ..sweep_progress import RichSweepProgress
+    from ..sweeps import sweep
+
+    out, err = streams.out, streams.err
+    config, source = load_run_config(
+        getattr(args, "config", None),
+        workloads=getattr(args, "workload", None), methods=getattr(args, "method", None),
+        seeds=getattr(args, "seeds", None), device=getattr(args, "device", None),
+        results=getattr(args, "results", None), data_dir=getattr(args, "data_dir", None),
+        **execution_overrides(args),
+    )
+    plan = resolve(config, source=source)
+    try:
+        check_device(plan.settings, resolve_device(plan.device))
+    except ConfigError as error:
+        raise ConfigError(error.problem, source=source, path=error.path) from None
+    for dataset in sorted({w.dataset for w in plan.workloads}):
+        data.check_available(dataset, plan.data_dir)
+    with RichSweepProgress(err) as observer, _sigterm_interrupts() as stopped:
+        try:
+            report = sweep(plan.workloads, plan.methods, plan.seeds, plan.device, plan.results,
+                           data_root=plan.data_dir, observer=observer, settings=plan.settings)
+        except KeyboardInterrupt:
+            observer.bars.stop()
+            why = "terminated" if stopped else "interrupted"
+            err.print(f"[yellow]{why}[/]: every finished run is saved under "
+                      f"{escape(str(plan.results))}; the run in progress left no file; run the "
+                      "same command again to resume.", highlight=False)
+            return 143 if stopped else 130
+    for item in summary.summarize(report.results):
+        out.print(summary.table(item))
+        out.print()
+    out.print(f"{report.ran} runs done, {report.skipped} skipped (already in {plan.results}), "
+              f"{len(report.failed)} failed.", highlight=False)
+    for task, error in report.failed:
+        out.print(f"  failed: {task.label}: {error} (details in {task.failure_path})",
+                  highlight=False)
+    for path, why in report.invalid:
+        out.print(f"  invalid record set aside and rerun: {path}: {why}", highlight=False)
+    for workload_name, method_name, backbones in report.not_applicable:
+        out.print(f"  not run: {method_name} does not apply to {workload_name} (backbones: "
+                  f"{', '.join(backbones)})", highlight=False)
+    return 1 if report.failed else 0
