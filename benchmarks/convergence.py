@@ -1,5 +1,5 @@
 """Steps and seconds to each target, and the best model's test errors, for every workload and
-method of the size (``plp_bench.benchmarking``). Every tracked value is lower-is-better.
+method of the size (:mod:`benchmarks.common`). Every tracked value is lower-is-better.
 
 Each point is several seeds combined by the median; "runs that missed" counts the seeds that
 never reached the target (a miss counts as the run's whole budget in the medians). Each
@@ -9,9 +9,9 @@ config hash, and every ``track_`` below reads them.
 
 import statistics
 
-from plp_bench import benchmarking
+from .common import censored_median, convergence_records, current_size
 
-SIZE = benchmarking.current_size()
+SIZE = current_size()
 TARGETS = ["1", "2", "3", "4"]  # loosest first; the workload's last target is its primary
 
 
@@ -22,23 +22,23 @@ class TargetTracks:
     version = 1
 
     def setup(self, workload, method, target):
-        self.records = benchmarking.convergence_records(workload, method)
+        self.records = convergence_records(workload, method)
         self.index = int(target) - 1
         if self.index >= len(self.records[0].targets):
             raise NotImplementedError(f"{workload} has {len(self.records[0].targets)} targets")
 
     def track_steps_to_target(self, workload, method, target):
-        return benchmarking.censored(self.records, self.index, "steps")
+        return censored_median(self.records, self.index, "steps")
 
     track_steps_to_target.unit = "steps"
 
     def track_seconds_to_target(self, workload, method, target):
-        return benchmarking.censored(self.records, self.index, "seconds")
+        return censored_median(self.records, self.index, "seconds")
 
     track_seconds_to_target.unit = "seconds"
 
     def track_runs_that_missed(self, workload, method, target):
-        return float(sum(not r.targets[self.index].reached for r in self.records))
+        return float(sum(r.targets[self.index].steps is None for r in self.records))
 
     track_runs_that_missed.unit = "runs"
 
@@ -50,7 +50,7 @@ class TestTracks:
     version = 1
 
     def setup(self, workload, method):
-        self.records = benchmarking.convergence_records(workload, method)
+        self.records = convergence_records(workload, method)
         self.tested = [r.best_test for r in self.records if r.best_test is not None]
         if not self.tested:
             raise NotImplementedError("no run produced a model to test")

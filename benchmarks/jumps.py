@@ -10,26 +10,15 @@ is in each run record's ``details``.
 
 import torch
 
-from baselines.introspection.jumps import WeightJumps, history_steps, predict_flat
-from plp_bench import benchmarking
-from plp_bench.method_cost import StepBench, bare, median_time_ratio, parameter_set
-from plp_bench.methods import METHODS, build_method, get_method, list_methods
+from .common import current_size, harness
+from .costs import StepBench, bare, median_time_ratio, named_method, parameter_set
 
-SIZE = benchmarking.current_size()
-JUMP_WRAPPERS = {"introspection", "fit-jumps", "noise-jumps"}
-JUMP_METHODS = [n for n in list_methods()
-                if any(w.name in JUMP_WRAPPERS for w in METHODS.get(n).wrappers)]
+SIZE = current_size()
 JUMP_STEP = 5000
 
 
-def jumps_of(optimizer) -> WeightJumps:
-    while not isinstance(optimizer, WeightJumps):
-        optimizer = optimizer.optimizer
-    return optimizer
-
-
 class JumpCost:
-    params = [SIZE.parameter_sets, JUMP_METHODS]
+    params = [SIZE.parameter_sets, SIZE.jump_methods]
     param_names = ["parameters", "method"]
     timeout = 600
     version = 1
@@ -39,18 +28,22 @@ class JumpCost:
     repeat = (1, 5, 10.0)
 
     def setup(self, parameters, method):
+        with harness():
+            from baselines.introspection.jumps import WeightJumps, history_steps, predict_flat
+            from plp_bench.methods import build_method
+        config = named_method(method)
         params = parameter_set(parameters)
-        jumps = jumps_of(build_method(get_method(method), params, tuned={}).optimizer)
-        self.predictor, self.chunk = jumps.predictor, jumps.chunk_size
+        jumps = build_method(config, params, tuned={}).optimizer
+        while not isinstance(jumps, WeightJumps):
+            jumps = jumps.optimizer
         flat = torch.cat([p.detach().reshape(-1) for p in params])
         generator = torch.Generator().manual_seed(0)
         drift = torch.randn(flat.shape, generator=generator) * 1e-3
-        self.columns = [flat + k * drift for k in (0.0, 0.4, 0.7, 1.0)]
-        self.reference = StepBench.build(bare(get_method(method)), parameters)
+        columns = [flat + k * drift for k in (0.0, 0.4, 0.7, 1.0)]
+        steps = history_steps(JUMP_STEP)
+        self.jump = lambda: predict_flat(jumps.predictor, columns, steps, jumps.chunk_size)
+        self.reference = StepBench.build(bare(config), parameters)
         self.reference.steps(1)
-
-    def jump(self):
-        predict_flat(self.predictor, self.columns, history_steps(JUMP_STEP), self.chunk)
 
     def time_jump(self, parameters, method):
         self.jump()

@@ -11,10 +11,8 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from plp_bench import benchmarking, data, models, run, workloads
-from plp_bench.method_cost import seconds
-from plp_bench.methods import get_method
-from plp_bench.run_protocol import stream_seed
+from .common import current_size, harness, stream_seed
+from .costs import seconds
 
 STEPS = 300
 
@@ -24,6 +22,8 @@ def plain_loop(workload, dataset, seed: int, steps: int, make_optimizer=None) ->
     so it sees the same initial weights and batches (returns the trained model). The optimizer
     is the workload's SGD unless ``make_optimizer(params)`` builds another. The tests also
     check the harness's results against it."""
+    with harness():
+        from plp_bench import data, models
     torch.manual_seed(stream_seed(seed, "init"))
     model = models.create(workload.model, num_classes=dataset.num_classes,
                           input_shape=dataset.input_shape, **workload.model_options)
@@ -49,19 +49,25 @@ def plain_loop(workload, dataset, seed: int, steps: int, make_optimizer=None) ->
 
 
 class LoopOverhead:
-    params = [benchmarking.current_size().loop_workloads]
+    params = [current_size().loop_workloads]
     param_names = ["workload"]
     timeout = 600
     version = 1
 
     def setup(self, name):
-        self.workload = workloads.override(workloads.get(name), {"steps": STEPS,
-                                                                 "eval_every": STEPS})
+        with harness():
+            from plp_bench import data, run, workloads
+            from plp_bench.methods import get_method
+        self.run = run
+        self.workload = workloads.get(name).replace(steps=STEPS, epochs=None, eval_every=STEPS)
         self.dataset = data.load(self.workload.dataset, seed=0)
         self.method = get_method("sgd")
 
+    def harness_loop(self, workload):
+        self.run(workload, self.method, 0, dataset=self.dataset)
+
     def time_harness_loop(self, name):
-        run(self.workload, self.method, 0, dataset=self.dataset)
+        self.harness_loop(self.workload)
 
     def time_plain_loop(self, name):
         plain_loop(self.workload, self.dataset, 0, STEPS)
@@ -76,9 +82,9 @@ class LoopOverhead:
         for _ in range(5):
             plain = (seconds(lambda: plain_loop(long, self.dataset, 0, 2 * STEPS))
                      - seconds(lambda: plain_loop(self.workload, self.dataset, 0, STEPS)))
-            harness = (seconds(lambda: run(long, self.method, 0, dataset=self.dataset))
-                       - seconds(lambda: run(self.workload, self.method, 0, dataset=self.dataset)))
-            ratios.append(harness / plain)
+            harness_time = (seconds(lambda: self.harness_loop(long))
+                            - seconds(lambda: self.harness_loop(self.workload)))
+            ratios.append(harness_time / plain)
         return statistics.median(ratios)
 
     track_overhead_ratio.unit = "ratio"

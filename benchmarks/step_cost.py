@@ -17,41 +17,28 @@ The ``...Cuda`` classes measure the same on a CUDA device, over the CIFAR backbo
 VGG16, GoogLeNet) and, for whole steps, batches of 128; they are skipped where there is none.
 """
 
-from plp_bench import benchmarking
-from plp_bench.method_cost import (
-    StepBench,
-    bare,
-    held_bytes,
-    median_time_ratio,
-    parameter_bytes,
-)
-from plp_bench.methods import METHODS, get_method, list_methods
+from .common import CIFAR_PARAMETER_SETS, current_size, require_device
+from .costs import StepBench, bare, held_bytes, median_time_ratio, named_method, parameter_bytes
 
 TRAINING_BATCH = 32
 CUDA_TRAINING_BATCH = 128
-CUDA_PARAMETER_SETS = ["resnet18", "vgg16", "googlenet"]
-SIZE = benchmarking.current_size()
+SIZE = current_size()
 
 
 def warmed_pair(method: str, parameters: str, batch_size=None,
                 device: str = "cpu") -> tuple[StepBench, StepBench]:
     """The method and its bare optimizer over the same parameter set, each stepped once so
     that state is allocated before anything is timed."""
-    pair = (StepBench.build(get_method(method), parameters, batch_size=batch_size,
-                            device=device),
-            StepBench.build(bare(get_method(method)), parameters, batch_size=batch_size,
-                            device=device))
+    config = named_method(method)
+    pair = (StepBench.build(config, parameters, batch_size=batch_size, device=device),
+            StepBench.build(bare(config), parameters, batch_size=batch_size, device=device))
     for bench in pair:
         bench.steps()
     return pair
 
 
-STEPPED = [n for n in list_methods() if METHODS.get(n).solver is None]  # ODE methods take none
-COMPOSED = [n for n in STEPPED if METHODS.get(n).wrappers or METHODS.get(n).schedules]
-
-
 class UpdateTime:
-    params = [SIZE.parameter_sets, STEPPED]
+    params = [SIZE.parameter_sets, SIZE.stepped_methods]
     param_names = ["parameters", "method"]
     timeout = 300
     version = 1
@@ -59,8 +46,8 @@ class UpdateTime:
     rounds = 1  # 34 points, which took 1.4 minutes of CI in asv's default 2 rounds
 
     def setup(self, parameters, method):
-        benchmarking.require_device(self.device)
-        self.bench = StepBench.build(get_method(method), parameters, device=self.device)
+        require_device(self.device)
+        self.bench = StepBench.build(named_method(method), parameters, device=self.device)
         self.bench.steps()  # allocate state outside the timing
 
     def time_update(self, parameters, method):
@@ -68,14 +55,14 @@ class UpdateTime:
 
 
 class UpdateOverhead:
-    params = [SIZE.parameter_sets, COMPOSED]
+    params = [SIZE.parameter_sets, SIZE.composed_methods]
     param_names = ["parameters", "method"]
     timeout = 600
     version = 1
     device = "cpu"
 
     def setup(self, parameters, method):
-        benchmarking.require_device(self.device)
+        require_device(self.device)
         self.method, self.reference = warmed_pair(method, parameters, device=self.device)
 
     def track_update_time_ratio(self, parameters, method):
@@ -93,7 +80,7 @@ class UpdateOverhead:
 
 
 class TrainingStepOverhead:
-    params = [SIZE.training_step_sets, COMPOSED]
+    params = [SIZE.training_step_sets, SIZE.composed_methods]
     param_names = ["parameters", "method"]
     timeout = 900
     version = 1
@@ -101,7 +88,7 @@ class TrainingStepOverhead:
     batch_size = TRAINING_BATCH
 
     def setup(self, parameters, method):
-        benchmarking.require_device(self.device)
+        require_device(self.device)
         self.method, self.reference = warmed_pair(method, parameters, self.batch_size,
                                                   self.device)
 
@@ -112,16 +99,16 @@ class TrainingStepOverhead:
 
 
 class UpdateTimeCuda(UpdateTime):
-    params = [CUDA_PARAMETER_SETS, STEPPED]
+    params = [CIFAR_PARAMETER_SETS, SIZE.stepped_methods]
     device = "cuda"
 
 
 class UpdateOverheadCuda(UpdateOverhead):
-    params = [CUDA_PARAMETER_SETS, COMPOSED]
+    params = [CIFAR_PARAMETER_SETS, SIZE.composed_methods]
     device = "cuda"
 
 
 class TrainingStepOverheadCuda(TrainingStepOverhead):
-    params = [CUDA_PARAMETER_SETS, COMPOSED]
+    params = [CIFAR_PARAMETER_SETS, SIZE.composed_methods]
     device = "cuda"
     batch_size = CUDA_TRAINING_BATCH

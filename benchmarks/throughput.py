@@ -10,36 +10,38 @@ in images/s is 1e6 over it; ``plp-bench throughput`` prints images/s) and the pe
 a step.
 """
 
-import torch
+from .common import harness, require_device
 
-from plp_bench import benchmarking, data
-from plp_bench.execution import ExecutionSettings
-from plp_bench.throughput import THROUGHPUT_MODELS, ThroughputBench
-
+MODELS = ["vgg16", "resnet18", "googlenet"]  # plp_bench.throughput.THROUGHPUT_MODELS
 BATCH = 128
 INPUTS = {"synthetic-cifar-shaped": "synthetic", "cifar100": "cifar100"}
-EXECUTION = {
-    "fp32": ExecutionSettings(),
-    "tf32": ExecutionSettings(precision="tf32"),
-    "bf16-channels-last": ExecutionSettings(precision="bf16", channels_last=True),
+EXECUTION = {  # ExecutionSettings fields
+    "fp32": {},
+    "tf32": {"precision": "tf32"},
+    "bf16-channels-last": {"precision": "bf16", "channels_last": True},
 }
 
 
 class TrainingThroughput:
-    params = [list(THROUGHPUT_MODELS), list(INPUTS), list(EXECUTION)]
+    params = [MODELS, list(INPUTS), list(EXECUTION)]
     param_names = ["model", "inputs", "execution"]
     timeout = 900
     version = 1
 
     def setup(self, model, inputs, execution):
-        benchmarking.require_device("cuda")
+        require_device("cuda")
+        with harness():
+            from plp_bench import data
+            from plp_bench.execution import ExecutionSettings
+            from plp_bench.throughput import ThroughputBench
         if INPUTS[inputs] == "cifar100":
             try:
                 data.check_available("cifar100")
             except data.DataError as error:
                 raise NotImplementedError(f"CIFAR-100 not available ({error})") from None
         self.bench = ThroughputBench.build(model, inputs=INPUTS[inputs], batch_size=BATCH,
-                                           device="cuda", settings=EXECUTION[execution])
+                                           device="cuda",
+                                           settings=ExecutionSettings(**EXECUTION[execution]))
         self.bench.steps(10)  # cuDNN autotuning and allocator warm-up, outside the timing
 
     def teardown(self, model, inputs, execution):
@@ -57,6 +59,8 @@ class TrainingThroughput:
 
     def track_peak_memory(self, model, inputs, execution):
         """Peak GPU memory allocated during training steps, in MiB."""
+        import torch
+
         torch.cuda.reset_peak_memory_stats()
         self.bench.steps(3)
         return torch.cuda.max_memory_allocated() / 2**20

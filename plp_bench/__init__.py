@@ -13,9 +13,9 @@ functions included, and that the imports form no circle):
 2. parts: data, models, execution, schedules, solvers, plp, weight_jumps, results
 3. definitions: methods, workloads
 4. one run's protocol: run_protocol, scoring
-5. runs and measurements: training, linearized_run, method_cost, throughput, introspection_training
+5. runs and measurements: training, linearized_run, throughput, introspection_training
 6. the run entry: runner
-7. many runs: runconfig, sweeps, rerun, ode_table, benchmarking
+7. many runs: runconfig, sweeps, rerun, ode_table
 8. reading records: summary, figures, record_sources, asv_results, changes, html_report
 9. display: sweep_progress
 10. the command line: commands, cli

@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .asv_results import AsvValue, Thresholds
-from .benchmarking import censored
 from .results import RunResult, group_runs
-from .stats import median
+from .stats import censored, median
 from .tables import Cell, Column, Style, TableData
 
 STEPS = "convergence.TargetTracks.track_steps_to_target"

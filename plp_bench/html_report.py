@@ -22,11 +22,11 @@ from markupsafe import Markup
 
 from . import __version__, figures, summary
 from .asv_results import AsvValue, Thresholds
-from .benchmarking import censored
 from .changes import asv_table, record_changes
 from .profiles import performance_ratios
 from .record_sources import RecordSet, commit_date
 from .results import RunResult, group_runs, write_json_atomic, write_text_atomic
+from .stats import censored
 from .tables import Cell, Column, TableData
 
 REPORT_SCHEMA = 1

@@ -55,3 +55,19 @@ def paired_ratios(reference: dict[int, float | None], other: dict[int, float | N
         if ref is not None and value is not None and ref > 0 and value > 0:
             ratios.append(ref / value)
     return ratios
+
+
+def censored(records: Sequence, index: int, field: str) -> float:
+    """Median over seeds of the steps (``field="steps"``) or training seconds to target
+    ``index`` of run records; a run that missed counts as its whole budget (a lower bound), so
+    a method that stops reaching a target shows up as slower rather than vanishing from the
+    median. The asv ``convergence`` suite tracks the same value, so a report's comparison of
+    two commits agrees with ``asv compare``."""
+    values = []
+    for record in records:
+        target = record.targets[index]
+        if field == "steps":
+            values.append(target.steps if target.reached else record.steps_run)
+        else:
+            values.append(target.seconds if target.reached else record.train_seconds)
+    return float(np.median(values))

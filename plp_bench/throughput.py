@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -25,7 +26,6 @@ import torch
 from . import data, methods, models, workloads
 from .data.batches import EpochSampler, random_crop_flip
 from .execution import ExecutionSettings, PreparedModel, backend_flags, prepare
-from .method_cost import seconds
 from .run_protocol import resolve_device
 from .schedules import ScheduleRunner
 
@@ -141,8 +141,12 @@ class ThroughputBench:
         steps."""
         if warmup:
             self.steps(warmup)
-        return Throughput(statistics.median(seconds(lambda: self.steps(steps)) / steps
-                                            for _ in range(repeats)), self.batch_size)
+        per_step = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            self.steps(steps)  # ends with a device synchronisation
+            per_step.append((time.perf_counter() - started) / steps)
+        return Throughput(statistics.median(per_step), self.batch_size)
 
 
 def synchronize(device: torch.device) -> None:

@@ -1,5 +1,7 @@
 """The asv suites: sizes, the on-disk run cache (one training per commit, workload, method and
-seed), the medians they track, and the asv configuration itself."""
+seed), the medians they track, the asv configuration itself, and the rules that let today's
+suites measure older commits (fixed parameters, the stable interface, skips for what a commit
+lacks)."""
 
 import json
 import subprocess
@@ -8,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from plp_bench import benchmarking, sweeps
+from benchmarks import common
+from plp_bench import sweeps
 from plp_bench.results import RunResult, TargetResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,20 +48,21 @@ def test_each_point_trains_once_however_many_tracks_read_it(asv_runs, monkeypatc
     values.append(tests.track_test_error("breast_cancer-mlp", "sgd"))
     assert sorted(calls) == [("breast_cancer-mlp", "sgd", s) for s in range(3)]
     assert all(isinstance(v, float) and v >= 0 for v in values)
-    folder = benchmarking.runs_dir()
+    folder = common.runs_dir()
     assert folder.parent.parent == asv_runs and folder.name == "ci"
     assert len(list(folder.rglob("seed-*.json"))) == 3
 
 
 def test_a_new_commit_trains_again(asv_runs, monkeypatch):
     monkeypatch.setenv("PLP_BENCH_COMMIT", "a" * 40)
-    first = benchmarking.runs_dir()
+    common.commit.cache_clear()
+    first = common.runs_dir()
     monkeypatch.setenv("PLP_BENCH_COMMIT", "b" * 40)
-    benchmarking.git_commit.cache_clear()
+    common.commit.cache_clear()
     try:
-        assert benchmarking.runs_dir() != first
+        assert common.runs_dir() != first
     finally:
-        benchmarking.git_commit.cache_clear()
+        common.commit.cache_clear()
 
 
 def record(reached_steps, budget=100, seconds=10.0):
@@ -71,39 +75,41 @@ def record(reached_steps, budget=100, seconds=10.0):
 
 def test_a_missed_target_counts_as_the_whole_budget_in_the_median():
     runs = [record([20]), record([40]), record([None])]
-    assert benchmarking.censored(runs, 0, "steps") == 40.0
-    assert benchmarking.censored([record([None]), record([None]), record([30])], 0,
+    assert common.censored_median(runs, 0, "steps") == 40.0
+    assert common.censored_median([record([None]), record([None]), record([30])], 0,
                                  "steps") == 100.0
-    assert benchmarking.censored(runs, 0, "seconds") == 4.0
+    assert common.censored_median(runs, 0, "seconds") == 4.0
 
 
 def test_sizes_and_skips(asv_runs, monkeypatch, empty_root):
-    ci = benchmarking.current_size()
+    ci = common.current_size()
     assert ci.seeds == 3 and "vgg16" not in ci.parameter_sets
-    capped = benchmarking.benchmark_workload("digits-mlp")
-    assert capped.steps == benchmarking.CI_STEP_CAP and capped.epochs is None
+    capped = common.benchmark_workload("digits-mlp")
+    assert capped.steps == common.CI_STEP_CAP and capped.epochs is None
     with pytest.raises(NotImplementedError, match="data not available"):
-        benchmarking.benchmark_workload("banknote-mlp")  # empty data root
+        common.benchmark_workload("banknote-mlp")  # empty data root
     monkeypatch.setenv("PLP_BENCH_SIZE", "full")
-    full = benchmarking.current_size()
+    full = common.current_size()
     assert full.seeds == 5 and "vgg16" in full.parameter_sets
-    assert benchmarking.benchmark_workload("digits-mlp").epochs == 15
+    assert common.benchmark_workload("digits-mlp").epochs == 15
     monkeypatch.setenv("PLP_BENCH_SIZE", "huge")
-    with pytest.raises(ValueError, match="PLP_BENCH_SIZE='huge'; allowed: ci, full"):
-        benchmarking.current_size()
+    with pytest.raises(ValueError, match="PLP_BENCH_SIZE='huge'; allowed: ci, full, gpu, smoke"):
+        common.current_size()
 
 
 def test_cifar_workloads_need_a_cuda_device(asv_runs, monkeypatch):
-    monkeypatch.setattr(benchmarking, "device", lambda: "cpu")
-    monkeypatch.setattr(benchmarking.data, "check_available", lambda name: None)
+    from plp_bench import data
+
+    monkeypatch.setattr(common, "device", lambda: "cpu")
+    monkeypatch.setattr(data, "check_available", lambda name: None)
     with pytest.raises(NotImplementedError, match="needs a CUDA device"):
-        benchmarking.benchmark_workload("cifar100-resnet18")
+        common.benchmark_workload("cifar100-resnet18")
 
 
 def test_memo_computes_once_per_commit(asv_runs):
     calls = []
     for _ in range(2):
-        value = benchmarking.memo("thing", lambda: calls.append(1) or {"x": 1.5})
+        value = common.memo("thing", lambda: calls.append(1) or {"x": 1.5})
         assert value == {"x": 1.5}
     assert len(calls) == 1
 
@@ -120,3 +126,96 @@ def test_asv_config_is_valid_and_pins_the_requirements():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "No problems found" in out.stdout
+
+
+def test_the_fixed_parameters_cover_the_registries(monkeypatch):
+    """The suites' lists are fixed (see ``benchmarks.common``); they must still name every
+    workload and method this commit registers, in the registry's order."""
+    from benchmarks.throughput import MODELS
+    from plp_bench import methods, workloads
+    from plp_bench.methods import METHODS
+    from plp_bench.throughput import THROUGHPUT_MODELS
+
+    assert workloads.list_workloads() == common.WORKLOADS
+    assert methods.list_methods() == common.METHODS
+    assert methods.default_methods() == common.DEFAULT_METHODS
+    stepped = [n for n in common.METHODS if METHODS.get(n).solver is None]
+    assert stepped == common.STEPPED_METHODS
+    composed = [n for n in stepped if METHODS.get(n).wrappers or METHODS.get(n).schedules]
+    assert composed == common.COMPOSED_METHODS
+    jumping = {"introspection", "fit-jumps", "noise-jumps"}
+    jumps = [n for n in common.METHODS if any(w.name in jumping for w in METHODS.get(n).wrappers)]
+    assert jumps == common.JUMP_METHODS
+    assert list(THROUGHPUT_MODELS) == MODELS
+    for name in common.SIZES:
+        monkeypatch.setenv("PLP_BENCH_SIZE", name)
+        size = common.current_size()
+        assert set(size.workloads) <= set(common.WORKLOADS)
+        assert set(size.methods) <= set(common.METHODS)
+
+
+def test_the_suites_copies_agree_with_the_harness():
+    """The medians a suite tracks are the ones the reports compare, and the reference loop's
+    seed streams are the harness's."""
+    from plp_bench.run_protocol import stream_seed
+    from plp_bench.stats import censored
+
+    runs = [record([20]), record([None]), record([35]), record([None], seconds=7.0)]
+    for field in ("steps", "seconds"):
+        for chosen in (runs, runs[:3], runs[1:]):
+            assert common.censored_median(chosen, 0, field) == censored(chosen, 0, field)
+    for seed, stream in [(0, "init"), (7, "batches"), (123, "augment")]:
+        assert common.stream_seed(seed, stream) == stream_seed(seed, stream)
+
+
+def suite_imports():
+    """``(file, module, names, guarded)`` for every import of the harness in ``benchmarks/``;
+    ``guarded`` when it sits inside a ``with harness():`` block."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        guarded_nodes = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.With) and any(
+                    isinstance(item.context_expr, ast.Call)
+                    and getattr(item.context_expr.func, "id", None) == "harness"
+                    for item in node.items):
+                guarded_nodes.update(id(n) for n in ast.walk(node))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                    and node.module.split(".")[0] in ("plp_bench", "baselines"):
+                found.append((path.name, node.module, [a.name for a in node.names],
+                              id(node) in guarded_nodes))
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] in ("plp_bench", "baselines"):
+                        found.append((path.name, alias.name, [], id(node) in guarded_nodes))
+    return found
+
+
+def test_the_suites_use_only_the_stable_interface_and_only_inside_harness_blocks():
+    imports = suite_imports()
+    assert len(imports) >= 10  # the check reads the suites at all
+    for file, module, names, guarded in imports:
+        assert guarded, f"{file}: the import of {module} is outside a `with harness():` block"
+        allowed = common.INTERFACE.get(module, set())
+        for name in names:
+            submodule = f"{module}.{name}"
+            assert name in allowed or submodule in common.INTERFACE, (
+                f"{file}: {module}.{name} is not in benchmarks.common.INTERFACE")
+    from importlib import import_module
+
+    for module, names in common.INTERFACE.items():  # the interface exists at this commit
+        for name in names:
+            assert hasattr(import_module(module), name), f"{module}.{name}"
+
+
+def test_a_name_the_commit_lacks_skips_the_benchmark():
+    with pytest.raises(NotImplementedError, match="lacks"), common.harness():
+        from plp_bench.sweeps import no_such_helper  # noqa: F401
+    with pytest.raises(NotImplementedError, match="no method 'not-a-method'"):
+        common.convergence_records("breast_cancer-mlp", "not-a-method")
+    with pytest.raises(NotImplementedError, match="no workload 'not-a-workload'"):
+        common.benchmark_workload("not-a-workload")

@@ -7,9 +7,9 @@ import pytest
 import torch
 from helpers import tiny
 
+from benchmarks.costs import StepBench
 from plp_bench import run
 from plp_bench.execution import ExecutionSettings
-from plp_bench.method_cost import StepBench
 from plp_bench.methods import METHODS, ComponentConfig, MethodConfig, get_method, list_methods
 from plp_bench.throughput import ThroughputBench
 

@@ -16,12 +16,12 @@ from helpers import tiny
 
 from plp_bench import figures, html_report, summary
 from plp_bench.asv_results import Thresholds, commit_values, strip_comments
-from plp_bench.benchmarking import censored
 from plp_bench.changes import STEPS, record_changes, verdict
 from plp_bench.cli import main
 from plp_bench.methods import MethodConfig, get_method
 from plp_bench.record_sources import read_folders
 from plp_bench.results import load, save
+from plp_bench.stats import censored
 from plp_bench.sweeps import sweep
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,8 +4,8 @@ suite's classes run."""
 import pytest
 import torch
 
+from benchmarks.costs import StepBench, bare, held_bytes, parameter_bytes, parameter_set
 from benchmarks.step_cost import TrainingStepOverhead, UpdateOverhead, UpdateTime
-from plp_bench.method_cost import StepBench, bare, held_bytes, parameter_bytes, parameter_set
 from plp_bench.methods import MethodConfig, get_method
 
 

@@ -2,8 +2,9 @@
 
 The update rules are measured on the parameter sets of real backbones with synthetic
 gradients (seeded), so no training happens: ``StepBench`` holds a built method and runs whole
-cycles of it, and :func:`held_bytes` counts the tensors a method keeps. The asv suite in
-``benchmarks/step_cost.py`` and the tests use these.
+cycles of it, and :func:`held_bytes` counts the tensors a method keeps. The ``step_cost`` and
+``jumps`` suites and the tests use these; the harness is reached through
+:func:`benchmarks.common.harness` (see there).
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import models
-from .methods import MethodConfig, build_method
-from .schedules import ScheduleRunner
+from .common import harness
 
 # (model, classes, input shape) of the parameter sets named in the step-cost goals
 PARAMETER_SETS: dict[str, tuple[str, int, tuple[int, ...]]] = {
@@ -34,6 +33,8 @@ STEPS_PER_CALL = 3
 
 
 def _model(name: str, seed: int, device: torch.device) -> torch.nn.Module:
+    with harness():
+        from plp_bench import models
     model_name, classes, shape = PARAMETER_SETS[name]
     torch.manual_seed(seed)
     return models.create(model_name, num_classes=classes, input_shape=shape).to(device)
@@ -83,16 +84,21 @@ class StepBench:
     a timed call covers the work it queued."""
 
     optimizer: Any
-    schedules: ScheduleRunner
+    schedules: Any  # plp_bench.schedules.ScheduleRunner
     params: list[torch.nn.Parameter]
     closure: Callable[[], Any]
     step_count: int = 0
     device: torch.device = torch.device("cpu")
 
     @classmethod
-    def build(cls, method: MethodConfig, parameters: str, *, batch_size: int | None = None,
+    def build(cls, method: Any, parameters: str, *, batch_size: int | None = None,
               seed: int = 0, total_steps: int = 10_000,
               device: str | torch.device = "cpu") -> StepBench:
+        """``method`` (a ``MethodConfig``) over parameter set ``parameters``, with synthetic
+        gradients, or with ``batch_size`` as whole training steps on a random batch."""
+        with harness():
+            from plp_bench.methods import build_method
+            from plp_bench.schedules import ScheduleRunner
         device = torch.device(device)
         if batch_size is None:
             params = parameter_set(parameters, seed, device)
@@ -114,9 +120,20 @@ class StepBench:
             torch.cuda.synchronize(self.device)
 
 
-def bare(method: MethodConfig) -> MethodConfig:
+def named_method(name: str) -> Any:
+    """The installed commit's method ``name`` (``NotImplementedError`` where it has none)."""
+    with harness():
+        from plp_bench.methods import get_method, list_methods
+    if name not in list_methods():
+        raise NotImplementedError(f"this commit has no method {name!r}")
+    return get_method(name)
+
+
+def bare(method: Any) -> Any:
     """``method``'s base optimizer alone, with its hyperparameters: the reference a method's
     cost is measured against."""
+    with harness():
+        from plp_bench.methods import MethodConfig
     return MethodConfig(name=f"bare-{method.optimizer}", optimizer=method.optimizer,
                         hyperparameters=method.hyperparameters)
 

@@ -1,0 +1,284 @@
+"""What the asv suites share, carried with them: asv runs the current ``benchmarks/`` against
+every commit it measures, with that commit's own ``plp_bench`` installed.
+
+Three rules keep an older commit measurable by today's suites:
+
+* **Parameters are fixed here**, never read from the installed package. asv imports a suite
+  again in each commit's environment and finds a point by its index into the parameters
+  computed there: parameters read from a registry that differs between commits would file
+  values under the wrong names. ``tests/test_benchmarks.py`` checks that the lists below cover
+  the registries of the checked-out commit.
+* **The harness is touched only inside** :func:`harness` **blocks**, in ``setup`` or what it
+  calls. A name the installed commit lacks raises ``NotImplementedError`` there, which asv
+  reports as a skipped point (``n/a``), never a failed one.
+* **Only the stable interface is used** (:data:`INTERFACE`: the public ``run`` and ``sweep``,
+  the registries of workloads, methods, models and datasets, the run records, and the
+  measured objects of a few suites); everything else a suite needs (sizes, the run cache,
+  medians, timers, the cost benches of :mod:`benchmarks.costs`) lives in ``benchmarks/``. A
+  test reads every import of the suites and refuses any other name.
+
+Sizes (``PLP_BENCH_SIZE``):
+
+* ``ci`` (the default): the offline workloads and the UCI ones, budgets cut to at most
+  ``CI_STEP_CAP`` steps, 3 seeds, the methods of the default run; minutes on 2 CPU cores.
+* ``full``: every workload at the papers' budgets, every method, 5 seeds. Workloads whose data
+  is absent, and CIFAR workloads without a CUDA device, are skipped.
+* ``gpu``: the convergence of the PLP paper's GPU workloads (CIFAR-100 with VGG16, ResNet18 and
+  GoogLeNet; MNIST) at full budgets for SGD, PLP, DEMON and PLP+DEMON, 3 seeds, on CUDA; the
+  other suites at their smallest. Run it with ``--bench`` naming the suites wanted.
+* ``smoke``: every suite at its smallest (one workload of each kind, a few methods, 1 seed,
+  ``SMOKE_STEP_CAP`` steps): whether the suites run at all on a commit, in a minute or two.
+
+A convergence point (commit, workload, method, seed) trains exactly once however many
+``track_`` benchmarks read it: :func:`convergence_records` runs ``plp_bench.sweep`` into a
+folder named by the commit and size (:func:`runs_dir`), which skips what is already there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+# Every name of the installed package the suites may use. Removing or renaming one of these in
+# plp_bench breaks the comparison of commits across that change: keep them, or skip cleanly.
+INTERFACE = {
+    "plp_bench": {"run", "sweep"},
+    "plp_bench.workloads": {"get", "list_workloads"},  # and Workload's replace, total_steps,
+    # evaluation_period; MethodConfig's applies_to; RunResult's fields
+    "plp_bench.methods": {"get_method", "list_methods", "build_method", "MethodConfig"},
+    "plp_bench.models": {"create"},
+    "plp_bench.data": {"load", "check_available", "DataError", "EpochSampler"},
+    "plp_bench.schedules": {"ScheduleRunner"},
+    "plp_bench.solvers": {"SOLVERS"},
+    "plp_bench.ode_table": {"compare"},
+    "plp_bench.execution": {"ExecutionSettings"},
+    "plp_bench.throughput": {"ThroughputBench"},
+    "baselines.introspection.jumps": {"WeightJumps", "history_steps", "predict_flat"},
+}
+
+
+
+def _preload() -> None:
+    """Import the interface's modules once, when asv's forkserver imports the suites, so that
+    every benchmark's process (asv forks one per point) starts with the harness loaded: a fresh
+    import of it costs seconds. A module the commit lacks is left for :func:`harness` to report
+    in the ``setup`` that needs it."""
+    for module in INTERFACE:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+
+
+_preload()
+
+CI_STEP_CAP = 400
+SMOKE_STEP_CAP = 8
+SIZES = ("ci", "full", "gpu", "smoke")
+
+# The registries of the harness, as the suites track them (see the module: fixed here).
+WORKLOADS = ["banknote-mlp", "breast_cancer-mlp", "cifar10-cifar1", "cifar100-googlenet",
+             "cifar100-resnet18", "cifar100-vgg16", "digits-cnn", "digits-mlp", "magic-mlp",
+             "mnist-mnist1", "mnist-mnist3"]
+METHODS = ["adam", "adamw", "demon", "gd-fullbatch", "introspection", "introspection-adam",
+           "introspection-linear", "jump-linear", "jump-noise", "jump-quadratic",
+           "linearized-bdf", "linearized-lsoda", "plp", "plp-adam", "plp-demon", "sgd",
+           "xgrad-adam", "xgrad-adamw", "xgrad-sgd"]
+DEFAULT_METHODS = [m for m in METHODS if m not in ("gd-fullbatch", "introspection-adam",
+                                                   "linearized-bdf", "linearized-lsoda")]
+SOLVED_METHODS = ["linearized-bdf", "linearized-lsoda"]  # no optimizer step to time
+STEPPED_METHODS = [m for m in METHODS if m not in SOLVED_METHODS]
+BASE_OPTIMIZERS = ["adam", "adamw", "gd-fullbatch", "sgd"]  # the bare optimizers themselves
+COMPOSED_METHODS = [m for m in STEPPED_METHODS if m not in BASE_OPTIMIZERS]
+JUMP_METHODS = ["introspection", "introspection-adam", "introspection-linear", "jump-linear",
+                "jump-noise", "jump-quadratic"]
+CIFAR_PARAMETER_SETS = ["resnet18", "vgg16", "googlenet"]
+GPU_WORKLOADS = ["cifar100-vgg16", "cifar100-resnet18", "cifar100-googlenet", "mnist-mnist1"]
+GPU_METHODS = ["sgd", "plp", "demon", "plp-demon"]
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    workloads: list[str]
+    methods: list[str]
+    seeds: int
+    step_cap: int | None
+    parameter_sets: list[str]
+    training_step_sets: list[str]
+    loop_workloads: list[str]
+    ode_workloads: list[str]
+    stepped_methods: list[str]
+    composed_methods: list[str]
+    jump_methods: list[str]
+
+
+def current_size() -> Size:
+    """The size named by ``PLP_BENCH_SIZE`` (a ``ValueError`` names the allowed values)."""
+    name = os.environ.get("PLP_BENCH_SIZE", "ci")
+    every = (STEPPED_METHODS, COMPOSED_METHODS, JUMP_METHODS)
+    if name == "ci":
+        return Size("ci", ["digits-mlp", "digits-cnn", "breast_cancer-mlp", "banknote-mlp",
+                           "magic-mlp"], DEFAULT_METHODS, 3, CI_STEP_CAP, ["mlp", "resnet18"],
+                    ["mlp"], ["digits-mlp"], ["banknote-mlp"], *every)
+    if name == "full":
+        return Size("full", WORKLOADS, METHODS, 5, None, ["mlp", "resnet18", "vgg16"],
+                    ["mlp", "resnet18"], ["digits-mlp", "breast_cancer-mlp", "digits-cnn"],
+                    ["banknote-mlp", "magic-mlp"], *every)
+    if name == "gpu":
+        return Size("gpu", GPU_WORKLOADS, GPU_METHODS, 3, None, ["mlp"], ["mlp"],
+                    ["digits-mlp"], ["banknote-mlp"], *every)
+    if name == "smoke":
+        return Size("smoke", ["breast_cancer-mlp", "digits-cnn"],
+                    ["sgd", "plp", "introspection", "linearized-bdf"], 1, SMOKE_STEP_CAP,
+                    ["mlp"], ["mlp"], ["breast_cancer-mlp"], ["banknote-mlp"], ["sgd", "plp"],
+                    ["plp"], ["introspection"])
+    raise ValueError(f"PLP_BENCH_SIZE={name!r}; allowed: {', '.join(SIZES)}")
+
+
+@contextlib.contextmanager
+def harness() -> Iterator[None]:
+    """Imports of the installed ``plp_bench`` (or ``baselines``) inside this block that the
+    commit lacks skip the benchmark (asv: ``NotImplementedError``) instead of failing it."""
+    try:
+        yield
+    except ImportError as error:
+        raise NotImplementedError(f"this commit's package lacks {error.name or error}: "
+                                  f"{error}") from None
+
+
+@cache
+def commit() -> str:
+    """The commit being measured: ``$PLP_BENCH_COMMIT`` or ``$ASV_COMMIT`` (asv installs a copy
+    without ``.git``), else the checkout of ``benchmarks/``."""
+    for var in ("PLP_BENCH_COMMIT", "ASV_COMMIT"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown-commit"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown-commit"
+
+
+def runs_dir() -> Path:
+    """Where this commit's convergence records go: ``$PLP_BENCH_ASV_RUNS``, else ``.asv/runs``
+    beside the asv config (``$ASV_CONF_DIR``), else ``~/.cache/plp-bench/asv-runs``; then one
+    folder per commit and size, where ``plp-bench report`` looks for them. (asv runs each
+    benchmark in a fresh temporary folder, so the current folder would not outlive it.)"""
+    root = os.environ.get("PLP_BENCH_ASV_RUNS")
+    if root is None and os.environ.get("ASV_CONF_DIR"):
+        root = str(Path(os.environ["ASV_CONF_DIR"]) / ".asv" / "runs")
+    if root is None:
+        root = str(Path.home() / ".cache" / "plp-bench" / "asv-runs")
+    return Path(root) / commit() / current_size().name
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def device() -> str:
+    return "cuda" if cuda_available() else "cpu"
+
+
+def require_device(name: str) -> None:
+    """``NotImplementedError`` (asv: skipped) when device ``name`` is not here."""
+    if name.startswith("cuda") and not cuda_available():
+        raise NotImplementedError("needs a CUDA device; this machine has none")
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(value, handle)
+    os.replace(tmp, path)
+
+
+def memo(name: str, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per commit and size: kept as JSON under :func:`runs_dir`."""
+    path = runs_dir() / "memo" / f"{name}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    value = compute()
+    write_json_atomic(path, value)
+    return value
+
+
+def benchmark_workload(name: str):
+    """The workload as this size runs it, or ``NotImplementedError`` (asv: skipped) when its
+    data or the device it needs is absent. A capped size cuts the budget to its step cap."""
+    with harness():
+        from plp_bench import data, workloads
+    if name not in workloads.list_workloads():
+        raise NotImplementedError(f"this commit has no workload {name!r}")
+    workload = workloads.get(name)
+    try:
+        data.check_available(workload.dataset)
+    except data.DataError as error:
+        raise NotImplementedError(f"{name}: data not available ({error})") from None
+    if workload.dataset.startswith("cifar") and device() == "cpu":
+        raise NotImplementedError(f"{name} needs a CUDA device")
+    cap = current_size().step_cap
+    if cap is None:
+        return workload
+    rows = memo(f"rows-{workload.dataset}",
+                lambda: len(data.load(workload.dataset, seed=0).y_train))
+    batches = min(workload.batch_size, rows)
+    per_epoch = -(-rows // batches)  # the last batch of an epoch may be smaller
+    if workload.total_steps(per_epoch) <= cap:
+        return workload
+    return workload.replace(steps=cap, epochs=None,
+                            eval_every=min(workload.evaluation_period(per_epoch), cap))
+
+
+def convergence_records(workload_name: str, method_name: str) -> list:
+    """The records of every seed of one point, trained now only if not already on disk."""
+    with harness():
+        from plp_bench import methods, sweep
+    if method_name not in methods.list_methods():
+        raise NotImplementedError(f"this commit has no method {method_name!r}")
+    method = methods.get_method(method_name)
+    workload = benchmark_workload(workload_name)
+    if not method.applies_to(workload.model):
+        raise NotImplementedError(f"{method_name} does not apply to {workload.model}")
+    report = sweep([workload], [method], range(current_size().seeds), device(), runs_dir())
+    if report.failed:
+        raise RuntimeError("; ".join(f"{task.label}: {error}" for task, error in report.failed))
+    return sorted(report.results, key=lambda r: r.seed)
+
+
+def censored_median(records: list, index: int, field: str) -> float:
+    """Median over seeds of the steps or seconds to target ``index``; a run that missed counts
+    as its whole budget (a lower bound), so a method that stops reaching a target shows up as
+    slower rather than vanishing from the median. (The reports compare commits with the same
+    rule, ``plp_bench.stats.censored``; a test holds the two together.)"""
+    values = []
+    for record in records:
+        target = record.targets[index]
+        if field == "steps":
+            values.append(target.steps if target.steps is not None else record.steps_run)
+        else:
+            values.append(target.seconds if target.steps is not None else record.train_seconds)
+    return float(statistics.median(values))
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """The harness's seed of one random stream of a run (``run_protocol.stream_seed``: the first
+    63 bits of ``sha256(f"{seed}:{stream}")``), for the hand-written reference loop to see the
+    same initial weights and batches; a test holds the two together."""
+    digest = hashlib.sha256(f"{seed}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
