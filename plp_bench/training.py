@@ -63,6 +63,7 @@ from .run_protocol import (
 )
 from .schedules import ScheduleRunner
 from .scoring import Scores, evaluate
+from .training_clock import TrainingClock
 from .workloads import Workload
 
 # CUDA: the step losses read in one synchronisation per this many steps (see the module)
@@ -73,43 +74,6 @@ def loss_read_interval(device: torch.device) -> int:
     """Steps between the host's reads of the step losses: every step on the CPU, where a read
     costs nothing, and ``LOSS_READ_EVERY`` on CUDA, where each read waits for the device."""
     return 1 if device.type == "cpu" else LOSS_READ_EVERY
-
-
-class TrainingClock:
-    """Accumulates training time only. On CUDA the device is synchronised when the clock starts
-    and stops, so the work queued while it ran is counted, and nothing queued before it is."""
-
-    def __init__(self, device: torch.device):
-        self.seconds = 0.0
-        self._sync = torch.cuda.synchronize if device.type == "cuda" else None
-        self._device = device
-        self._started: float | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._started is not None
-
-    def start(self) -> None:
-        if self._sync:
-            self._sync(self._device)
-        self._started = time.perf_counter()
-
-    def stop(self) -> None:
-        if self._sync:
-            self._sync(self._device)
-        self.seconds += time.perf_counter() - self._started
-        self._started = None
-
-    def exclude(self, seconds: float) -> None:
-        """Take ``seconds`` that passed while the clock ran off it (e.g. compilation)."""
-        self.seconds -= seconds
-
-    def peek(self) -> float:
-        """The seconds so far without synchronising (for progress displays: on CUDA it can
-        run ahead of the device)."""
-        if self._started is None:
-            return self.seconds
-        return self.seconds + time.perf_counter() - self._started
 
 
 def evaluation_view(optimizer) -> contextlib.AbstractContextManager:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from helpers import tiny
 
 from benchmarks.loop import plain_loop
-from plp_bench import data, run, run_protocol, training
+from plp_bench import data, run, run_protocol, training, training_clock
 from plp_bench.methods import MethodConfig, get_method
 from plp_bench.results import RunResult
 
@@ -111,6 +111,7 @@ def test_clock_excludes_evaluation(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(training, "time", FakeTime)
+    monkeypatch.setattr(training_clock, "time", FakeTime)
     monkeypatch.setattr(training, "evaluate", slow)
     result = run(tiny(steps=10, eval_every=1), get_method("sgd"), seed=0)
     assert result.wall_seconds > 1200  # 12 evaluations of 100 s each
