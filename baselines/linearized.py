@@ -43,17 +43,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.integrate
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, jacfwd, jacrev, vmap
 
-SOLVERS: dict[str, type] = {
-    "BDF": scipy.integrate.BDF,
-    "LSODA": scipy.integrate.LSODA,
-    "Radau": scipy.integrate.Radau,
-    "RK45": scipy.integrate.RK45,
-}
+SOLVERS = ("BDF", "LSODA", "Radau", "RK45")  # scipy.integrate's OdeSolver classes
 IMPLICIT = ("BDF", "LSODA", "Radau")  # the ones that use the Jacobian
 LOSSES = ("cross_entropy", "mse")
 SPACES = ("auto", "parameter", "function")
@@ -64,6 +57,10 @@ def network_jacobian(model: torch.nn.Module, x: torch.Tensor, *, mode: str = "au
     """Outputs ``(N, C)`` and Jacobian ``(N, C, P)`` of ``model`` at its current parameters,
     in float64, parameters in ``model.parameters()`` order. ``mode``: ``rev``, ``fwd`` or
     ``auto`` (reverse mode when C <= P)."""
+    # imported here: torch.func loads torch._dynamo, seconds that every importer of this module
+    # (the harness's method registry among them) would pay without computing a Jacobian
+    from torch.func import functional_call, jacfwd, jacrev, vmap
+
     if mode not in ("auto", "rev", "fwd"):
         raise ValueError(f"mode must be auto, rev or fwd, got {mode!r}")
     net = copy.deepcopy(model).double().eval()
@@ -285,8 +282,11 @@ def integrate(model: LinearizedModel, t_end: float, *, solver: str = "BDF",
     if solver in IMPLICIT:
         options["jac"] = model.jac
     start_rhs, start_jac = model.rhs_calls, model.jac_calls
+    import scipy.integrate  # here: half a second that importers who never integrate would pay
+
     started = time.perf_counter()
-    ode = SOLVERS[solver](model.rhs, 0.0, model.initial_state(), t_end, **options)
+    ode = getattr(scipy.integrate, solver)(model.rhs, 0.0, model.initial_state(), t_end,
+                                          **options)
     pending = sorted(set(thresholds))
     hits: dict[float, Hit | None] = dict.fromkeys(pending)
     steps = 0

@@ -32,6 +32,12 @@ Sizes (``PLP_BENCH_SIZE``):
 A convergence point (commit, workload, method, seed) trains exactly once however many
 ``track_`` benchmarks read it: :func:`convergence_records` runs ``plp_bench.sweep`` into a
 folder named by the commit and size (:func:`runs_dir`), which skips what is already there.
+
+``PLP_BENCH_EXECUTOR=ray`` trains the size's whole convergence grid through Ray when the first
+point asks for it, so a machine with several GPUs (or a cluster: ``RAY_ADDRESS``) fills them
+all; ``PLP_BENCH_WORKERS``, ``PLP_BENCH_CPUS_PER_RUN`` and ``PLP_BENCH_GPUS_PER_RUN`` are the
+run command's ``--workers``, ``--cpus-per-run`` and ``--gpus-per-run``. A commit without the Ray
+executor trains in-process, point by point, as without the variable.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ INTERFACE = {
     "plp_bench.ode_table": {"compare"},
     "plp_bench.execution": {"ExecutionSettings"},
     "plp_bench.throughput": {"ThroughputBench"},
+    "plp_bench.ray_executor": {"RayExecutor", "RaySettings"},
     "baselines.introspection.jumps": {"WeightJumps", "history_steps", "predict_flat"},
 }
 
@@ -245,8 +252,46 @@ def benchmark_workload(name: str):
                             eval_every=min(workload.evaluation_period(per_epoch), cap))
 
 
+def _number(variable: str, kind: type) -> Any:
+    value = os.environ.get(variable)
+    if value is None or value == "":
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{variable}={value!r} is not a {kind.__name__}") from None
+
+
+def train_grid_on_ray() -> bool:
+    """Train every point of the size's convergence grid through Ray (see the module); False
+    where the installed commit has no Ray executor."""
+    with contextlib.suppress(NotImplementedError), harness():
+        from plp_bench import methods, sweep
+        from plp_bench.ray_executor import RayExecutor, RaySettings
+
+        points = []
+        for name in current_size().workloads:
+            with contextlib.suppress(NotImplementedError):
+                points.append(benchmark_workload(name))
+        chosen = [methods.get_method(m) for m in current_size().methods
+                  if m in methods.list_methods()]
+        settings = RaySettings(workers=_number("PLP_BENCH_WORKERS", int),
+                               cpus_per_run=_number("PLP_BENCH_CPUS_PER_RUN", int),
+                               gpus_per_run=_number("PLP_BENCH_GPUS_PER_RUN", float))
+        with RayExecutor(settings) as executor:
+            sweep(points, chosen, range(current_size().seeds), device(), runs_dir(),
+                  executor=executor)
+        return True
+    return False
+
+
 def convergence_records(workload_name: str, method_name: str) -> list:
     """The records of every seed of one point, trained now only if not already on disk."""
+    executor = os.environ.get("PLP_BENCH_EXECUTOR", "in-process")
+    if executor not in ("in-process", "ray"):
+        raise ValueError(f"PLP_BENCH_EXECUTOR={executor!r}; allowed: in-process, ray")
+    if executor == "ray":
+        memo("convergence-grid-on-ray", train_grid_on_ray)
     with harness():
         from plp_bench import methods, sweep
     if method_name not in methods.list_methods():

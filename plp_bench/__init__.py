@@ -15,7 +15,7 @@ functions included, and that the imports form no circle):
 4. one run's protocol: run_protocol, scoring, training_clock
 5. runs and measurements: training, linearized_run, throughput, introspection_training
 6. the run entry: runner
-7. many runs: runconfig, sweeps, rerun, ode_table
+7. many runs: runconfig, sweeps, ray_executor, rerun, ode_table
 8. reading records: summary, figures, record_sources, asv_results, changes, html_report
 9. display: sweep_progress
 10. the command line: commands, cli

@@ -181,10 +181,12 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, *, mode: int | No
 
 
 def variant_label(record: RunResult) -> str:
-    """The workload as reports group it: its name, then ``+device`` when that is not the CPU
-    and ``+setting`` for each execution setting that differs from the defaults, e.g.
-    ``cifar100-resnet18+cuda+bf16+channels_last``. Records that differ in these are never
-    pooled, and every method of a group shares them, so speedups compare like with like."""
+    """The workload as reports group it: its name, then ``+device`` when that is not the CPU,
+    ``+setting`` for each execution setting that differs from the defaults, and how the run was
+    placed when that was not this process (``+ray+workers-2+threads-1``: runs in flight beside
+    it and its torch threads), e.g. ``cifar100-resnet18+cuda+bf16+channels_last``. Records that
+    differ in these are never pooled, and every method of a group shares them, so speedups and
+    timings compare like with like."""
     from .execution import ExecutionSettings  # it imports torch; records need not
 
     parts = [record.workload]
@@ -193,7 +195,22 @@ def variant_label(record: RunResult) -> str:
     settings = record.config.get("settings") if isinstance(record.config, dict) else None
     if isinstance(settings, dict):
         parts += ExecutionSettings(**settings).tags()
+    executor = record.environment.get("executor") if isinstance(record.environment,
+                                                                dict) else None
+    if isinstance(executor, dict):
+        parts += placement_tags(executor, record.environment.get("threads"))
     return "+".join(parts)
+
+
+def placement_tags(executor: dict[str, Any], threads: Any) -> list[str]:
+    """Short words for where a run ran (a record's ``environment.executor``): the executor, the
+    runs in flight beside it, its threads, and a share of a GPU when it had one."""
+    tags = [str(executor.get("name", "executor")), f"workers-{executor.get('workers')}",
+            f"threads-{threads}"]
+    gpus = executor.get("gpus_per_run") or 0
+    if gpus not in (0, 1):
+        tags.append(f"gpus-{gpus:g}")
+    return tags
 
 
 def group_runs(records: Iterable[RunResult]) -> dict[str, dict[str, list[RunResult]]]:

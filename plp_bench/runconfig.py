@@ -15,21 +15,29 @@ A config is a small diff on the shipped definitions::
     channels_last: false                    # NHWC convolutions (image models)
     compile: off                            # or a torch.compile mode: default, max-autotune, ...
     cudnn_benchmark: true                   # cuDNN autotuning on CUDA
+    executor: in-process                    # or ray (plp_bench.ray_executor)
+    address: null                           # ray: a running cluster's HOST:PORT (default: embedded)
+    workers: null                           # ray: runs in flight (default: fill the cluster)
+    cpus_per_run: null                      # ray: CPUs (torch threads) of each run
+    gpus_per_run: null                      # ray: GPUs of each run (default 1 on cuda)
+    retries: 3                              # ray: retries of a run whose worker died
 
-The last four are :class:`~plp_bench.execution.ExecutionSettings`.
+``precision`` to ``cudnn_benchmark`` are :class:`~plp_bench.execution.ExecutionSettings`; the
+last five apply to ``executor: ray`` only (:class:`~plp_bench.ray_executor.RaySettings`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from . import methods as methods_module
 from . import workloads as workloads_module
 from .config import ConfigError, closest, field, parse, read_yaml
 from .execution import Compile, ExecutionSettings, Precision
 from .methods import MethodConfig, check_method
+from .ray_executor import RaySettings
 from .registry import Registry
 from .workloads import Workload
 
@@ -46,6 +54,12 @@ class RunConfig:
     channels_last: bool = False
     compile: bool | Compile = "off"
     cudnn_benchmark: bool = True
+    executor: Literal["in-process", "ray"] = "in-process"
+    address: str | None = None
+    workers: int | None = field(default=None, minimum=1)
+    cpus_per_run: int | None = field(default=None, minimum=1)
+    gpus_per_run: float | None = field(default=None, minimum=0)
+    retries: int = field(default=3, minimum=0)
 
     def execution(self) -> ExecutionSettings:
         """The four keys above as :class:`ExecutionSettings` (flat in the file, for brevity)."""
@@ -62,6 +76,7 @@ class Plan:
     results: str
     data_dir: str | None
     settings: ExecutionSettings = ExecutionSettings()
+    ray: RaySettings | None = None  # None: the runs happen in this process
 
 
 def _registered(registry: Registry, name: str, *, source: str | None, path: tuple):
@@ -123,7 +138,24 @@ def resolve(config: RunConfig, *, source: str | None = None) -> Plan:
         if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
             raise ConfigError("give distinct non-negative seeds", source=source, path=("seeds",))
     return Plan(workloads, methods, seeds, config.device, config.results, config.data_dir,
-                config.execution())
+                config.execution(), _ray_settings(config, source))
+
+
+RAY_KEYS = ("address", "workers", "cpus_per_run", "gpus_per_run", "retries")
+
+
+def _ray_settings(config: RunConfig, source: str | None) -> RaySettings | None:
+    """The Ray settings of ``executor: ray``; a Ray key given with the in-process executor is
+    refused (it would silently do nothing)."""
+    if config.executor == "ray":
+        return RaySettings(**{key: getattr(config, key) for key in RAY_KEYS})
+    default = RunConfig()
+    for key in RAY_KEYS:
+        if getattr(config, key) != getattr(default, key):
+            raise ConfigError("applies to --executor ray (executor: ray) only; the in-process "
+                              "executor runs one run at a time in this process",
+                              source=source, path=(key,))
+    return None
 
 
 def load_run_config(path: str | None, **overrides: Any) -> tuple[RunConfig, str | None]:

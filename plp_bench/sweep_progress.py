@@ -1,4 +1,6 @@
-"""Rich progress display for a sweep: one bar for the grid, one for the current run."""
+"""Rich progress display for a sweep: one bar for the whole grid (done, running, failed, time
+left) and one bar per run in flight (its steps and latest validation error). In this process
+one run is in flight at a time; on Ray, as many as the workers."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -19,7 +22,7 @@ from .sweeps import RunError, RunTask
 
 
 class RichSweepProgress:
-    """A :class:`~plp_bench.sweep.SweepObserver` drawing two rich progress bars."""
+    """A :class:`~plp_bench.sweeps.SweepObserver` drawing rich progress bars."""
 
     def __init__(self, console: Console):
         self.console = console
@@ -28,8 +31,10 @@ class RichSweepProgress:
             TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
             console=console, transient=False,
         )
-        self.sweep_bar = None
-        self.run_bar = None
+        self.sweep_bar: TaskID | None = None
+        self.run_bars: dict[str, TaskID] = {}  # run label -> its bar, while in flight
+        self.skipped = 0
+        self.failed = 0
 
     def __enter__(self) -> RichSweepProgress:
         self.bars.__enter__()
@@ -38,27 +43,45 @@ class RichSweepProgress:
     def __exit__(self, *exc) -> None:
         self.bars.__exit__(*exc)
 
+    def _grid_status(self) -> str:
+        parts = [f"{len(self.run_bars)} running"] if self.run_bars else []
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        if self.skipped:
+            parts.append(f"{self.skipped} already done")
+        return ", ".join(parts)
+
+    def _update_grid(self) -> None:
+        self.bars.update(self.sweep_bar, status=self._grid_status())
+
     def sweep_started(self, total: int, skipped: int) -> None:
-        status = f"{skipped} already done" if skipped else ""
+        self.skipped = skipped
         self.sweep_bar = self.bars.add_task("runs", total=total, completed=skipped,
-                                            status=status)
-        self.run_bar = self.bars.add_task("", total=1, completed=0, status="", visible=False)
+                                            status=self._grid_status())
 
     def run_started(self, task: RunTask) -> None:
-        self.bars.update(self.run_bar, description=task.label, completed=0, total=1,
-                         status="", visible=True)
-        self.bars.reset(self.run_bar)
+        self.run_bars[task.label] = self.bars.add_task(escape(task.label), total=1,
+                                                       completed=0, status="")
+        self._update_grid()
 
     def run_progress(self, task: RunTask, progress: RunProgress) -> None:
+        bar = self.run_bars.get(task.label)
+        if bar is None:
+            return
         error = "" if progress.val_error is None else f"val err {progress.val_error:.4f}"
-        self.bars.update(self.run_bar, total=progress.total_steps, completed=progress.step,
+        self.bars.update(bar, total=progress.total_steps, completed=progress.step,
                          status=f"steps  {error}")
 
     def run_finished(self, task: RunTask, result: RunResult | None,
                      error: RunError | None) -> None:
+        bar = self.run_bars.pop(task.label, None)
+        if bar is not None:
+            self.bars.remove_task(bar)
         self.bars.advance(self.sweep_bar)
         if error is not None:
-            self.console.print(f"[red]failed[/] {task.label}: {escape(str(error))}")
+            self.failed += 1
+            self.console.print(f"[red]failed[/] {escape(task.label)}: {escape(str(error))}")
         elif result is not None and result.diverged:
-            self.console.print(f"[yellow]diverged[/] {task.label} at step "
+            self.console.print(f"[yellow]diverged[/] {escape(task.label)} at step "
                                f"{result.diverged_at_step}")
+        self._update_grid()

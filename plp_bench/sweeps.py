@@ -1,5 +1,10 @@
 """Sweeps: the grid workloads x methods x seeds, resumable, behind a small executor interface.
 
+An executor decides where the runs happen (:class:`SequentialExecutor`: one after another in
+this process, the default; :class:`plp_bench.ray_executor.RayExecutor`: as tasks of a Ray
+cluster) and yields each run's record or error as it finishes; the sweep alone writes the
+records, so every executor gets the same files, checksums, failure files and resume.
+
 Each finished run is written at once (atomically) to
 ``results_dir/<workload>/<method>/seed-<seed>-<config hash>.json``. Before running a cell the
 sweep looks for that file: if it is there and valid (its checksum matches), the run is skipped,
@@ -21,14 +26,14 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import results as results_module
 from .environment import describe
 from .execution import ExecutionSettings
 from .methods import MethodConfig
 from .results import ResultError, RunResult, config_hash, record_path, write_json_atomic
-from .run_protocol import Progress, resolve_device, run_identity
+from .run_protocol import DeviceError, Progress, resolve_device, run_identity
 from .runner import run
 from .workloads import Workload
 
@@ -85,7 +90,8 @@ def not_applicable(workloads: Iterable[Workload],
 
 
 class SweepObserver(Protocol):
-    """What a progress display may watch; every method is optional in spirit (no-ops allowed)."""
+    """What a progress display may watch; every method is optional in spirit (no-ops allowed).
+    Several runs may be in flight at once (between ``run_started`` and ``run_finished``)."""
 
     def sweep_started(self, total: int, skipped: int) -> None: ...
     def run_started(self, task: RunTask) -> None: ...
@@ -94,12 +100,59 @@ class SweepObserver(Protocol):
                      error: RunError | None) -> None: ...
 
 
-class Executor(Protocol):
-    """Runs tasks and yields ``(task, result or None, error or None)`` as each finishes."""
+Outcome = tuple[RunTask, RunResult | None, RunError | None]
 
-    def execute(
-        self, tasks: Sequence[RunTask], work: Callable[[RunTask], RunResult]
-    ) -> Iterator[tuple[RunTask, RunResult | None, RunError | None]]: ...
+
+class SweepContext:
+    """What an executor is given besides the tasks: the data root, the observer, and
+    :meth:`work`, which performs a task in this process."""
+
+    def __init__(self, data_root: str | None = None, observer: SweepObserver | None = None):
+        self.data_root = data_root
+        self.observer = observer
+        self._datasets: dict[tuple, Any] = {}
+
+    def dataset(self, task: RunTask):
+        """The task's dataset on its device; one dataset is kept in memory at a time, and the
+        grid's order (workload, seed, method) makes consecutive runs share it."""
+        from . import data
+
+        key = (task.workload.dataset, task.seed, task.workload.val_fraction, task.device)
+        if key not in self._datasets:
+            self._datasets.clear()
+            self._datasets[key] = data.load(task.workload.dataset, root=self.data_root,
+                                            device=task.device, seed=task.seed,
+                                            val_fraction=task.workload.val_fraction)
+        return self._datasets[key]
+
+    def work(self, task: RunTask) -> RunResult:
+        """Run ``task`` here, telling the observer how it goes."""
+        dataset = self.dataset(task)
+        if self.observer:
+            self.observer.run_started(task)
+        return run(task.workload, task.method, task.seed, task.device, settings=task.settings,
+                   dataset=dataset, callback=self.progress_callback(task))
+
+    def progress_callback(self, task: RunTask) -> Callable[[Progress], None]:
+        observer = self.observer
+
+        def callback(progress: Progress) -> None:
+            if observer:
+                observer.run_progress(task, progress)
+
+        return callback
+
+
+class Executor(Protocol):
+    """Runs tasks and yields ``(task, result or None, error or None)`` as each finishes (an
+    exception inside a run is its error; ``KeyboardInterrupt`` stops the sweep). ``salvage``
+    yields the runs that had finished when an interrupt arrived but were not yet yielded.
+    ``check_device`` returns the device string the runs are given, or raises where the runs
+    cannot have it."""
+
+    def check_device(self, device: str) -> str: ...
+    def execute(self, tasks: Sequence[RunTask], context: SweepContext) -> Iterator[Outcome]: ...
+    def salvage(self) -> Iterator[Outcome]: ...
 
 
 def release_device_memory() -> None:
@@ -114,24 +167,36 @@ def release_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def run_error(error: BaseException) -> RunError:
+    """A run's exception as a failure record states it: ``Type: message`` and the traceback."""
+    return RunError(f"{type(error).__name__}: {error}",
+                    "".join(traceback.format_exception(error)))
+
+
 class SequentialExecutor:
     """Runs tasks one after another in this process. Exceptions inside a run (``MemoryError``
     and CUDA out-of-memory included) become errors; ``KeyboardInterrupt`` and ``SystemExit``
     are not caught, so Ctrl-C and SIGTERM stop the sweep."""
 
-    def execute(self, tasks, work):
+    def check_device(self, device: str) -> str:
+        return str(resolve_device(device))
+
+    def execute(self, tasks: Sequence[RunTask], context: SweepContext) -> Iterator[Outcome]:
         for task in tasks:
             failure = None
             try:
-                result = work(task)
+                result = context.work(task)
             except Exception as err:
-                failure = RunError(f"{type(err).__name__}: {err}", traceback.format_exc())
+                failure = run_error(err)
             if failure is not None:
                 # outside the handler, so the failed run's frames and tensors can be freed
                 release_device_memory()
                 yield task, None, failure
                 continue
             yield task, result, None
+
+    def salvage(self) -> Iterator[Outcome]:
+        return iter(())  # the run in progress when the interrupt came never finished
 
 
 def plan(workloads: Iterable[Workload], methods: Iterable[MethodConfig], seeds: Iterable[int],
@@ -202,8 +267,19 @@ def write_failure(task: RunTask, error: RunError) -> Path:
         "config": run_identity(task.workload, task.method, task.seed, task.device,
                              task.settings),
         "config_hash": task.path.stem.rsplit("-", 1)[-1],
-        "environment": describe(resolve_device(task.device)),
+        "environment": _environment_of(task.device),
     })
+
+
+def _environment_of(device: str) -> dict:
+    """The environment of a failed run: its device's where this machine has it (a run that
+    failed on a cluster's GPU may be recorded by a driver that has none)."""
+    import torch
+
+    try:
+        return describe(resolve_device(device))
+    except DeviceError:
+        return describe(torch.device("cpu"))
 
 
 def sweep(
@@ -220,7 +296,8 @@ def sweep(
 ) -> SweepReport:
     """Run every missing cell of the grid and return all records (old and new); ``settings``:
     how the models execute (default: eager float32)."""
-    device = str(resolve_device(device))
+    executor = executor or SequentialExecutor()
+    device = executor.check_device(device)
     workloads, methods = list(workloads), list(methods)
     tasks = plan(workloads, methods, seeds, device, results_dir, settings)
     report = SweepReport(not_applicable=not_applicable(workloads, methods))
@@ -238,30 +315,11 @@ def sweep(
             report.skipped += 1
     if observer:
         observer.sweep_started(len(tasks), report.skipped)
-    cache: dict[tuple, object] = {}
 
-    def work(task: RunTask) -> RunResult:
-        from . import data
-
-        key = (task.workload.dataset, task.seed, task.workload.val_fraction, task.device)
-        if key not in cache:
-            cache.clear()  # one dataset in memory at a time
-            cache[key] = data.load(task.workload.dataset, root=data_root, device=task.device,
-                                   seed=task.seed, val_fraction=task.workload.val_fraction)
-        if observer:
-            observer.run_started(task)
-
-        def callback(progress: Progress) -> None:
-            if observer:
-                observer.run_progress(task, progress)
-
-        result = run(task.workload, task.method, task.seed, task.device,
-                     settings=task.settings, dataset=cache[key], callback=callback)
-        results_module.save(result, task.path)
-        return result
-
-    for task, result, error in (executor or SequentialExecutor()).execute(todo, work):
+    def keep(task: RunTask, result: RunResult | None, error: RunError | None) -> None:
+        """Write what a run gave: its record (atomically, with its checksum), or its failure."""
         if result is not None:
+            results_module.save(result, task.path)
             report.results.append(result)
             report.paths.append(task.path)
             report.ran += 1
@@ -272,4 +330,13 @@ def sweep(
             report.failed.append((task, error))
         if observer:
             observer.run_finished(task, result, error)
+
+    context = SweepContext(data_root, observer)
+    try:
+        for outcome in executor.execute(todo, context):
+            keep(*outcome)
+    except KeyboardInterrupt:
+        for outcome in executor.salvage():  # finished before the interrupt: keep them
+            keep(*outcome)
+        raise
     return report

@@ -1,4 +1,8 @@
-"""Small workloads for fast tests, and random YAML-like values for property tests."""
+"""Small workloads for fast tests, random YAML-like values for property tests, and what the
+Ray tests look at: the records in a folder and the Ray workers running a run."""
+
+import json
+from pathlib import Path
 
 from hypothesis import strategies as st
 
@@ -18,3 +22,22 @@ def tiny(name="breast_cancer-mlp", **changes):
     """A shipped workload cut down to a few steps (validated like any override)."""
     body = {"steps": 24, "eval_every": 4, **changes}
     return workloads.override(workloads.get(name), body)
+
+
+def records(folder: Path) -> dict[Path, dict]:
+    """The run records under ``folder``, by path."""
+    return {p: json.loads(p.read_text()) for p in sorted(folder.rglob("seed-*.json"))}
+
+
+def running_ray_tasks() -> list[int]:
+    """PIDs of Ray worker processes executing a run (Ray titles them ``ray::run_on_worker``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if title.startswith(b"ray::run_on_worker"):
+                found.append(int(entry.name))
+    return found

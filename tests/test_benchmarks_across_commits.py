@@ -34,6 +34,16 @@ def older_commit() -> str:
     return RECORDED_COMMIT if found.returncode == 0 else git("rev-parse", "HEAD~1")
 
 
+def banknote_available() -> bool:
+    from plp_bench import data
+
+    try:
+        data.check_available("banknote")
+    except data.DataError:
+        return False
+    return True
+
+
 def asv_config(tmp_path: Path) -> Path:
     """The project's asv configuration with every output folder under ``tmp_path``."""
     text = (ROOT / "asv.conf.json").read_text()
@@ -76,9 +86,12 @@ def test_todays_suites_run_or_skip_on_an_older_commit(tmp_path):
     failed = [v.label for v in values if v.value is None and not v.skipped]
     assert not failed, f"failed on {commit[:12]}: {failed}"
     measured = {v.benchmark.rsplit(".", 1)[0] for v in values if v.value is not None}
-    assert {"convergence.TargetTracks", "convergence.TestTracks", "step_cost.UpdateTime",
-            "step_cost.UpdateOverhead", "step_cost.TrainingStepOverhead", "loop.LoopOverhead",
-            "ode.OdeVersusGradientDescent", "jumps.JumpCost"} <= measured, measured
+    expected = {"convergence.TargetTracks", "convergence.TestTracks", "step_cost.UpdateTime",
+                "step_cost.UpdateOverhead", "step_cost.TrainingStepOverhead",
+                "loop.LoopOverhead", "jumps.JumpCost"}
+    if banknote_available():  # the ODE suite's workload (CI has the real data)
+        expected.add("ode.OdeVersusGradientDescent")
+    assert expected <= measured, measured
     records = list((tmp_path / "runs" / commit / "smoke").rglob("seed-*.json"))
     assert records and all(json.loads(r.read_text())["environment"]["commit"] == commit
                            for r in records)

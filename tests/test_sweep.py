@@ -29,8 +29,8 @@ class InterruptAfter(SequentialExecutor):
     def __init__(self, n):
         self.n = n
 
-    def execute(self, tasks, work):
-        for i, item in enumerate(super().execute(tasks, work)):
+    def execute(self, tasks, context):
+        for i, item in enumerate(super().execute(tasks, context)):
             if i == self.n:
                 raise KeyboardInterrupt
             yield item
@@ -41,9 +41,9 @@ def test_interrupted_sweep_resumes_without_redoing_work(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         sweep(workloads, methods, seeds, results_dir=tmp_path, executor=InterruptAfter(2))
     done = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.json")}
-    assert len(done) == 3  # the third run finished writing before the interrupt was seen
+    assert len(done) == 2  # the run the interrupt arrived in left no file
     report = sweep(workloads, methods, seeds, results_dir=tmp_path)
-    assert (report.ran, report.skipped) == (1, 3)
+    assert (report.ran, report.skipped) == (2, 2)
     for path, mtime in done.items():
         assert path.stat().st_mtime_ns == mtime  # finished records were not rewritten
     again = sweep(workloads, methods, seeds, results_dir=tmp_path)

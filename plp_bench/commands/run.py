@@ -29,6 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-dir", metavar="DIR", help="data root (default "
                         "$PLP_BENCH_DATA, else ~/.cache/plp-bench)")
     add_execution_flags(parser)
+    ray = parser.add_argument_group("distributed runs (--executor ray)")
+    ray.add_argument("--executor", choices=["in-process", "ray"],
+                     help="in-process (default: one run after another here) or ray (each run a "
+                     "Ray task: an embedded Ray on this machine, or a cluster with --address)")
+    ray.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster's head "
+                     "(default $RAY_ADDRESS, else an embedded Ray)")
+    ray.add_argument("--workers", type=int, metavar="N", help="runs in flight at most "
+                     "(default: as many as the cluster's GPUs, or CPUs, allow)")
+    ray.add_argument("--cpus-per-run", type=int, metavar="N", help="CPUs and torch threads of "
+                     "each run (default: the cluster's CPUs split evenly over the workers)")
+    ray.add_argument("--gpus-per-run", type=float, metavar="G", help="GPUs of each run "
+                     "(default 1 with --device cuda, else 0)")
+    ray.add_argument("--retries", type=int, metavar="N", help="retries of a run whose worker "
+                     "process or node died (default 3)")
     parser.set_defaults(handle=handle)
 
 
@@ -54,41 +68,71 @@ def _sigterm_interrupts():
         signal.signal(signal.SIGTERM, previous)
 
 
+RAY_FLAGS = ("executor", "address", "workers", "cpus_per_run", "gpus_per_run", "retries")
+
+
 def handle(args: argparse.Namespace, streams: Streams) -> int:
     """Run the sweep (``args`` may come from the top-level parser alone: ``plp-bench``)."""
-    from .. import data, summary
+    import torch
+
+    from .. import data
     from ..config import ConfigError
     from ..execution import check_device
-    from ..run_protocol import resolve_device
     from ..runconfig import load_run_config, resolve
-    from ..sweep_progress import RichSweepProgress
-    from ..sweeps import sweep
+    from ..sweeps import SequentialExecutor
 
-    out, err = streams.out, streams.err
     config, source = load_run_config(
         getattr(args, "config", None),
         workloads=getattr(args, "workload", None), methods=getattr(args, "method", None),
         seeds=getattr(args, "seeds", None), device=getattr(args, "device", None),
         results=getattr(args, "results", None), data_dir=getattr(args, "data_dir", None),
-        **execution_overrides(args),
+        **execution_overrides(args), **{key: getattr(args, key, None) for key in RAY_FLAGS},
     )
     plan = resolve(config, source=source)
+    if plan.ray is None:
+        executor = SequentialExecutor()
+    else:
+        from ..ray_executor import RayExecutor
+
+        executor = RayExecutor(plan.ray)
+    device = executor.check_device(plan.device)
     try:
-        check_device(plan.settings, resolve_device(plan.device))
+        check_device(plan.settings, torch.device(device))
     except ConfigError as error:
         raise ConfigError(error.problem, source=source, path=error.path) from None
     for dataset in sorted({w.dataset for w in plan.workloads}):
         data.check_available(dataset, plan.data_dir)
+    if plan.ray is not None:
+        executor.start(device)  # connects; a cluster that cannot run them is exit 2
+        streams.err.print(executor.describe(), highlight=False, markup=False)
+    try:
+        return _sweep(plan, executor, device, streams)
+    finally:
+        if plan.ray is not None:
+            executor.close()
+
+
+def _sweep(plan, executor, device: str, streams: Streams) -> int:
+    """The sweep with its progress display, then the tables; Ctrl-C and SIGTERM end it with
+    every finished record kept."""
+    from .. import summary
+    from ..sweep_progress import RichSweepProgress
+    from ..sweeps import sweep
+
+    out, err = streams.out, streams.err
     with RichSweepProgress(err) as observer, _sigterm_interrupts() as stopped:
         try:
-            report = sweep(plan.workloads, plan.methods, plan.seeds, plan.device, plan.results,
-                           data_root=plan.data_dir, observer=observer, settings=plan.settings)
+            report = sweep(plan.workloads, plan.methods, plan.seeds, device, plan.results,
+                           data_root=plan.data_dir, observer=observer, settings=plan.settings,
+                           executor=executor)
         except KeyboardInterrupt:
             observer.bars.stop()
             why = "terminated" if stopped else "interrupted"
+            left = "the run in progress left no file" if plan.ray is None else \
+                "the runs in flight were cancelled and left no file"
             err.print(f"[yellow]{why}[/]: every finished run is saved under "
-                      f"{escape(str(plan.results))}; the run in progress left no file; run the "
-                      "same command again to resume.", highlight=False)
+                      f"{escape(str(plan.results))}; {left}; run the same command again to "
+                      "resume.", highlight=False)
             return 143 if stopped else 130
     for item in summary.summarize(report.results):
         out.print(summary.table(item))

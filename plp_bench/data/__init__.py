@@ -23,11 +23,13 @@ __all__ = [
     "Dataset",
     "EpochSampler",
     "RawData",
+    "build_dataset",
     "check_available",
     "data_root",
     "list_datasets",
     "load",
     "random_crop_flip",
+    "read_raw",
 ]
 
 
@@ -50,10 +52,15 @@ def load(
     have no official one. Raises :class:`DataError` for a missing or malformed file and
     :class:`~plp_bench.registry.UnknownNameError` for an unknown name.
     """
-    reader = READERS.get(name)
-    raw = reader(data_root(root))
-    return build_dataset(name, raw, seed=seed, val_fraction=val_fraction,
+    return build_dataset(name, read_raw(name, root=root), seed=seed, val_fraction=val_fraction,
                          test_split_seed=test_split_seed, device=device)
+
+
+def read_raw(name: str, *, root: str | os.PathLike[str] | None = None) -> RawData:
+    """Dataset ``name``'s arrays as read from the data root, before any split: what a
+    distributed sweep ships to its workers once, each of them splitting it by its run's seed
+    (:func:`build_dataset`)."""
+    return READERS.get(name)(data_root(root))
 
 
 def check_available(name: str, root: str | os.PathLike[str] | None = None) -> None:
