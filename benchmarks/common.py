@@ -31,13 +31,14 @@ Sizes (``PLP_BENCH_SIZE``):
 
 A convergence point (commit, workload, method, seed) trains exactly once however many
 ``track_`` benchmarks read it: :func:`convergence_records` runs ``plp_bench.sweep`` into a
-folder named by the commit and size (:func:`runs_dir`), which skips what is already there.
+folder named by the commit and size (:func:`runs_dir`), which skips what is already there. The
+first point asked for trains the size's whole grid in one sweep.
 
-``PLP_BENCH_EXECUTOR=ray`` trains the size's whole convergence grid through Ray when the first
-point asks for it, so a machine with several GPUs (or a cluster: ``RAY_ADDRESS``) fills them
-all; ``PLP_BENCH_WORKERS``, ``PLP_BENCH_CPUS_PER_RUN`` and ``PLP_BENCH_GPUS_PER_RUN`` are the
-run command's ``--workers``, ``--cpus-per-run`` and ``--gpus-per-run``. A commit without the Ray
-executor trains in-process, point by point, as without the variable.
+``PLP_BENCH_EXECUTOR=ray`` makes that sweep go through Ray, so a machine with several GPUs (or
+a cluster: ``RAY_ADDRESS``) fills them all; ``PLP_BENCH_WORKERS``, ``PLP_BENCH_CPUS_PER_RUN``
+and ``PLP_BENCH_GPUS_PER_RUN`` are the run command's ``--workers``, ``--cpus-per-run`` and
+``--gpus-per-run``. A commit without the Ray
+executor trains in-process, as without the variable.
 """
 
 from __future__ import annotations
@@ -262,36 +263,48 @@ def _number(variable: str, kind: type) -> Any:
         raise ValueError(f"{variable}={value!r} is not a {kind.__name__}") from None
 
 
-def train_grid_on_ray() -> bool:
-    """Train every point of the size's convergence grid through Ray (see the module); False
-    where the installed commit has no Ray executor."""
-    with contextlib.suppress(NotImplementedError), harness():
-        from plp_bench import methods, sweep
+def _grid_executor(name: str):
+    """The executor that trains the grid: ``None`` (the sweep's own, in-process) or a Ray
+    executor; ``NotImplementedError`` where the installed commit has no Ray executor."""
+    if name == "in-process":
+        return contextlib.nullcontext()
+    with harness():
         from plp_bench.ray_executor import RayExecutor, RaySettings
+    return RayExecutor(RaySettings(workers=_number("PLP_BENCH_WORKERS", int),
+                                   cpus_per_run=_number("PLP_BENCH_CPUS_PER_RUN", int),
+                                   gpus_per_run=_number("PLP_BENCH_GPUS_PER_RUN", float)))
 
-        points = []
-        for name in current_size().workloads:
-            with contextlib.suppress(NotImplementedError):
-                points.append(benchmark_workload(name))
-        chosen = [methods.get_method(m) for m in current_size().methods
-                  if m in methods.list_methods()]
-        settings = RaySettings(workers=_number("PLP_BENCH_WORKERS", int),
-                               cpus_per_run=_number("PLP_BENCH_CPUS_PER_RUN", int),
-                               gpus_per_run=_number("PLP_BENCH_GPUS_PER_RUN", float))
-        with RayExecutor(settings) as executor:
-            sweep(points, chosen, range(current_size().seeds), device(), runs_dir(),
-                  executor=executor)
-        return True
-    return False
+
+def train_grid(executor_name: str) -> bool:
+    """Train every point of the size's convergence grid in one sweep (see the module); a
+    commit without the Ray executor trains in-process. Runs that fail are left to their
+    points, which sweep them again and report the error."""
+    with harness():
+        from plp_bench import methods, sweep
+    try:
+        executor = _grid_executor(executor_name)
+    except NotImplementedError:
+        executor = contextlib.nullcontext()
+    points = []
+    for name in current_size().workloads:
+        with contextlib.suppress(NotImplementedError):
+            points.append(benchmark_workload(name))
+    chosen = [methods.get_method(m) for m in current_size().methods
+              if m in methods.list_methods()]
+    with executor as running:
+        # an older commit's sweep may take no executor: pass one only when there is one
+        on_ray = {} if running is None else {"executor": running}
+        sweep(points, chosen, range(current_size().seeds), device(), runs_dir(), **on_ray)
+    return True
 
 
 def convergence_records(workload_name: str, method_name: str) -> list:
-    """The records of every seed of one point, trained now only if not already on disk."""
+    """The records of every seed of one point. The first point asked for trains the whole grid
+    in one sweep (one process: the imports and each dataset's loading are paid once, not once
+    a point); each point then reads its records, training only what is still missing."""
     executor = os.environ.get("PLP_BENCH_EXECUTOR", "in-process")
     if executor not in ("in-process", "ray"):
         raise ValueError(f"PLP_BENCH_EXECUTOR={executor!r}; allowed: in-process, ray")
-    if executor == "ray":
-        memo("convergence-grid-on-ray", train_grid_on_ray)
     with harness():
         from plp_bench import methods, sweep
     if method_name not in methods.list_methods():
@@ -300,6 +313,7 @@ def convergence_records(workload_name: str, method_name: str) -> list:
     workload = benchmark_workload(workload_name)
     if not method.applies_to(workload.model):
         raise NotImplementedError(f"{method_name} does not apply to {workload.model}")
+    memo(f"convergence-grid-{executor}", lambda: train_grid(executor))
     report = sweep([workload], [method], range(current_size().seeds), device(), runs_dir())
     if report.failed:
         raise RuntimeError("; ".join(f"{task.label}: {error}" for task, error in report.failed))

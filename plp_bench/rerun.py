@@ -6,7 +6,10 @@ the steps and epoch at which each target was reached, the divergence, the best m
 validation loss and test metrics, the accuracy at fixed epochs and the method's details. Not
 compared: anything measured in seconds (the clock is not reproducible) and the environment,
 whose differences (versions, commit, device) are listed because they explain a mismatch. On
-the CPU the same seed reproduces a record exactly; CUDA kernels need not.
+the CPU the same seed reproduces a record exactly at the same torch thread count (a reduction
+split over threads may round differently), so a CPU record is rerun at the thread count it
+stores: a record made by a one-thread Ray worker reruns at one thread here. CUDA kernels need
+not reproduce.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .config import ConfigError, parse
 from .execution import ExecutionSettings
@@ -96,6 +101,14 @@ def rerun_record(path: str | Path, *, device: str | None = None, data_root: str 
     """Load (checksum verified) and rerun the record at ``path``; returns (recorded, rerun)."""
     recorded = load(path)
     workload, method, settings = rebuild(recorded, str(path))
-    fresh = run(workload, method, recorded.seed, device or recorded.device, settings=settings,
-                data_root=data_root)
+    device = device or recorded.device
+    threads = torch.get_num_threads()
+    recorded_threads = recorded.environment.get("threads")
+    if device == "cpu" and isinstance(recorded_threads, int) and recorded_threads >= 1:
+        torch.set_num_threads(recorded_threads)
+    try:
+        fresh = run(workload, method, recorded.seed, device, settings=settings,
+                    data_root=data_root)
+    finally:
+        torch.set_num_threads(threads)
     return recorded, fresh

@@ -38,9 +38,9 @@ def wait_for(condition, timeout: float, what: str):
 
 @pytest.fixture
 def grid(tmp_path) -> list[str]:
-    """A sweep of 2 methods x 2 seeds on 2 Ray workers, each run a second or two."""
+    """A sweep of 2 methods x 2 seeds on 2 Ray workers, each run about a second."""
     config = tmp_path / "grid.yaml"
-    config.write_text("workloads: [{name: breast_cancer-mlp, steps: 1200, eval_every: 300}]\n"
+    config.write_text("workloads: [{name: breast_cancer-mlp, steps: 800, eval_every: 200}]\n"
                       "methods: [sgd, plp]\nseeds: 2\nexecutor: ray\nworkers: 2\n")
     return ["run", str(config)]
 

@@ -29,8 +29,6 @@ def shared_ray():
     ray.shutdown()
 
 
-
-
 def test_one_ray_worker_gives_the_in_process_records_bit_for_bit(tmp_path):
     """Every field but seconds and the environment, at the same thread count (1)."""
     workloads = [tiny(steps=16, eval_every=4), tiny("digits-cnn", steps=6, eval_every=3)]
@@ -54,7 +52,8 @@ def test_one_ray_worker_gives_the_in_process_records_bit_for_bit(tmp_path):
         assert "executor" not in twin.environment  # in-process records are as before
     assert sorted(p.name for p in records(tmp_path / "here")) == \
         sorted(p.name for p in records(tmp_path / "ray"))
-
+    made_by_ray = next(iter(records(tmp_path / "ray")))
+    assert main(["rerun", str(made_by_ray)]) == 0  # at the record's thread count
 
 
 class Killer(threading.Thread):
