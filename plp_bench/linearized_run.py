@@ -67,106 +67,145 @@ def run_linearized(
     data_root: str | None = None,
     callback: Callable[[Progress], None] | None = None,
 ) -> RunResult:
-    """Train ``workload``'s network linearised, with ``method.solver``; see the module."""
+    """Train ``workload``'s network linearised, with ``method.solver``; see the module. The
+    phases: set up the flow, integrate it (scoring every solver step), test the best point,
+    write the record."""
     if method.solver is None:
         raise ValueError(f"method {method.name!r} has no solver: it is trained, not solved; "
                          "run it through plp_bench.run")
     wall_start = time.perf_counter()
-    requested = resolve_device(device)
-    if dataset is None:
-        dataset = data_module.load(workload.dataset, root=data_root, device=CPU, seed=seed,
-                                   val_fraction=workload.val_fraction)
-    x_train, y_train = dataset.x_train.to(CPU), dataset.y_train.to(CPU)
-    x_val, y_val = dataset.x_val.to(CPU), dataset.y_val.to(CPU)
-    x_test, y_test = dataset.x_test.to(CPU), dataset.y_test.to(CPU)
-    settings = SOLVERS.get(method.solver.name)(**method.solver.options)
-    hyperparameters, tuned = resolve_hyperparameters(method, workload.optimizers)
-    lr = float(hyperparameters["lr"])
-    budget = step_budget(workload, len(y_train))
-    t_end = float(budget.total_steps)
-    network, theta0, linear, build_seconds = linearize(workload, dataset, seed, lr, settings)
-    val_outputs, val_jacobian = network_jacobian(network, x_val)
-    val_jacobian = val_jacobian.reshape(-1, linear.p)
+    solved = _SolvedRun(workload, method, seed, resolve_device(device), dataset, data_root,
+                        callback)
+    solved.integrate()
+    best_test, network_metrics = solved.test_best()
+    return solved.finish(best_test, network_metrics, wall_start)
 
-    curves = Curves()
-    targets = [TargetResult(t) for t in workload.targets]
-    best: dict = {"loss": math.inf, "displacement": None, "step": None}
-    state = {"steps": 0, "diverged_at": None}
 
-    def record(step: int, ode_time: float, seconds: float, solution) -> bool:
+class _SolvedRun:
+    """One linearised run's state: set up in ``__init__``, scored at each solver step by
+    :meth:`observe`, closed by :meth:`test_best` and :meth:`finish`."""
+
+    def __init__(self, workload: Workload, method: MethodConfig, seed: int,
+                 requested: torch.device, dataset: Dataset | None, data_root: str | None,
+                 callback: Callable[[Progress], None] | None):
+        self.workload, self.method, self.seed = workload, method, seed
+        self.requested, self.callback = requested, callback
+        if dataset is None:
+            dataset = data_module.load(workload.dataset, root=data_root, device=CPU, seed=seed,
+                                       val_fraction=workload.val_fraction)
+        self.dataset = dataset
+        self.x_val, self.y_val = dataset.x_val.to(CPU), dataset.y_val.to(CPU)
+        self.settings = SOLVERS.get(method.solver.name)(**method.solver.options)
+        self.hyperparameters, self.tuned = resolve_hyperparameters(method, workload.optimizers)
+        self.lr = float(self.hyperparameters["lr"])
+        self.budget = step_budget(workload, len(dataset.y_train))
+        self.network, self.theta0, self.linear, self.build_seconds = linearize(
+            workload, dataset, seed, self.lr, self.settings)
+        self.val_outputs, val_jacobian = network_jacobian(self.network, self.x_val)
+        self.val_jacobian = val_jacobian.reshape(-1, self.linear.p)
+        self.curves = Curves()
+        self.targets = [TargetResult(t) for t in workload.targets]
+        self.best: dict = {"loss": math.inf, "displacement": None, "step": None}
+        self.steps = 0
+        self.diverged_at: int | None = None
+        self.solve = None
+
+    def integrate(self) -> None:
+        """Score the initial point, then integrate up to the budget, scoring every step."""
+        def on_step(ode, _accuracy: float, seconds: float) -> bool:
+            self.steps += 1
+            return self.observe(self.steps, float(ode.t), seconds, ode.y)
+
+        self.observe(0, 0.0, 0.0, self.linear.initial_state())
+        self.solve = integrate(self.linear, float(self.budget.total_steps),
+                               solver=self.settings.method, rtol=self.settings.rtol,
+                               atol=self.settings.atol, stop_at_thresholds=False,
+                               on_step=on_step)
+
+    def observe(self, step: int, ode_time: float, seconds: float, solution) -> bool:
+        """Score the linearised model at ``solution`` on the validation split: the curves, the
+        best point, the targets, the progress; False stops the solver (diverged, or every
+        target reached on a workload that stops there)."""
+        linear, curves, clock = self.linear, self.curves, self.build_seconds + seconds
         displacement = linear.displacement(solution)
-        logits = (val_outputs.reshape(-1) + val_jacobian @ displacement).reshape(len(y_val), -1)
-        scores = score_logits(logits, y_val)
+        logits = (self.val_outputs.reshape(-1) + self.val_jacobian @ displacement).reshape(
+            len(self.y_val), -1)
+        scores = score_logits(logits, self.y_val)
         train_loss = linear.loss_value(linear.logits(solution))
         curves.step.append(step)
         curves.epoch.append(ode_time)
-        curves.train_seconds.append(build_seconds + seconds)
+        curves.train_seconds.append(clock)
         curves.train_loss.append(train_loss if step else None)
         curves.val_loss.append(scores.loss if math.isfinite(scores.loss) else None)
         curves.val_error.append(scores.error)
         curves.val_top5_error.append(scores.top5_error)
-        if math.isfinite(scores.loss) and scores.loss < best["loss"]:
-            best.update(loss=scores.loss, displacement=displacement, step=step,
-                        solution=solution.copy())
-        for t in targets:
+        if math.isfinite(scores.loss) and scores.loss < self.best["loss"]:
+            self.best.update(loss=scores.loss, displacement=displacement, step=step,
+                             solution=solution.copy())
+        for t in self.targets:
             if t.steps is None and scores.error <= t.target:
-                t.steps, t.seconds, t.epoch = step, build_seconds + seconds, ode_time
-        if callback is not None:
-            callback(Progress(min(int(ode_time), budget.total_steps), budget.total_steps,
-                              ode_time, build_seconds + seconds, scores.error))
+                t.steps, t.seconds, t.epoch = step, clock, ode_time
+        if self.callback is not None:
+            total = self.budget.total_steps
+            self.callback(Progress(min(int(ode_time), total), total, ode_time, clock,
+                                   scores.error))
         if not math.isfinite(scores.loss):
-            state["diverged_at"] = step
+            self.diverged_at = step
             return False
-        return not (workload.stop_at_targets and all(t.reached for t in targets))
+        return not (self.workload.stop_at_targets and all(t.reached for t in self.targets))
 
-    def on_step(ode, _accuracy: float, seconds: float) -> bool:
-        state["steps"] += 1
-        return record(state["steps"], float(ode.t), seconds, ode.y)
-
-    record(0, 0.0, 0.0, linear.initial_state())
-    solve = integrate(linear, t_end, solver=settings.method, rtol=settings.rtol,
-                      atol=settings.atol, stop_at_thresholds=False, on_step=on_step)
-    train_seconds = build_seconds + solve.seconds
-
-    best_test = None
-    network_metrics = {}
-    if best["displacement"] is not None:
+    def test_best(self) -> tuple[TestMetrics | None, dict]:
+        """The best-validation-loss point's test metrics, and the real network's train and test
+        accuracy at the parameters it stands for."""
+        displacement = self.best["displacement"]
+        if displacement is None:
+            return None, {}
+        dataset, network = self.dataset, self.network
+        x_train, y_train = dataset.x_train.to(CPU), dataset.y_train.to(CPU)
+        x_test, y_test = dataset.x_test.to(CPU), dataset.y_test.to(CPU)
         test_outputs, test_jacobian = network_jacobian(network, x_test)
-        logits = (test_outputs.reshape(-1) + test_jacobian.reshape(-1, linear.p)
-                  @ best["displacement"]).reshape(len(y_test), -1)
+        logits = (test_outputs.reshape(-1) + test_jacobian.reshape(-1, self.linear.p)
+                  @ displacement).reshape(len(y_test), -1)
         scores = score_logits(logits, y_test)
         best_test = TestMetrics(1.0 - scores.error, scores.error, scores.top5_error, scores.loss)
-        load_flat_parameters(network, theta0 + best["displacement"])
-        eval_batch = workload.eval_batch_size
-        network_metrics = {
+        load_flat_parameters(network, self.theta0 + displacement)
+        eval_batch = self.workload.eval_batch_size
+        return best_test, {
             "network_train_accuracy": 1.0 - evaluate(network, x_train, y_train, eval_batch).error,
             "network_test_accuracy": 1.0 - evaluate(network, x_test, y_test, eval_batch).error,
-            "linearized_train_accuracy": linear.accuracy(best["solution"]),
+            "linearized_train_accuracy": self.linear.accuracy(self.best["solution"]),
         }
-    identity = run_identity(workload, method, seed, str(requested))
-    config = dict(identity)
-    config["resolved"] = {"hyperparameters": to_plain(hyperparameters), "tuned": tuned,
-                          "batch_size": len(y_train), "steps_per_epoch": 1,
-                          "total_steps": budget.total_steps, "eval_every": 1,
-                          "solver": to_plain(settings), "dataset": dataset.describe()}
-    details = {
-        "solver": settings.method, "space": linear.space, "samples": linear.n,
-        "outputs": linear.c, "parameters": linear.p, "lr": lr,
-        "jacobian_seconds": build_seconds, "integration_seconds": solve.seconds,
-        "solver_steps": solve.steps, "ode_time": solve.time, "rhs_calls": solve.rhs_calls,
-        "jacobian_calls": solve.jac_calls, "lu_decompositions": solve.lu_decompositions,
-        "solver_status": solve.status, "solver_message": solve.message,
-        "ran_on": "cpu",  # SciPy integrates on the CPU whatever device was asked for
-        **network_metrics,
-    }
-    return RunResult(
-        workload=workload.name, method=method.name, seed=seed, device=str(requested),
-        config=config, config_hash=config_hash(identity),
-        environment=environment.describe(CPU), curves=curves, targets=targets,
-        steps_run=state["steps"], train_seconds=train_seconds,
-        wall_seconds=time.perf_counter() - wall_start,
-        diverged=state["diverged_at"] is not None, diverged_at_step=state["diverged_at"],
-        best_epoch=None if best["step"] is None else curves.epoch[best["step"]],
-        best_step=best["step"], best_val_loss=None if best["step"] is None else best["loss"],
-        best_test=best_test, details=details,
-    )
+
+    def finish(self, best_test: TestMetrics | None, network_metrics: dict,
+               wall_start: float) -> RunResult:
+        """The run's record: its config (with what was resolved), the solver's counters and
+        the clock."""
+        linear, settings, solve, best = self.linear, self.settings, self.solve, self.best
+        identity = run_identity(self.workload, self.method, self.seed, str(self.requested))
+        config = dict(identity)
+        config["resolved"] = {"hyperparameters": to_plain(self.hyperparameters),
+                              "tuned": self.tuned, "batch_size": len(self.dataset.y_train),
+                              "steps_per_epoch": 1, "total_steps": self.budget.total_steps,
+                              "eval_every": 1, "solver": to_plain(settings),
+                              "dataset": self.dataset.describe()}
+        details = {
+            "solver": settings.method, "space": linear.space, "samples": linear.n,
+            "outputs": linear.c, "parameters": linear.p, "lr": self.lr,
+            "jacobian_seconds": self.build_seconds, "integration_seconds": solve.seconds,
+            "solver_steps": solve.steps, "ode_time": solve.time, "rhs_calls": solve.rhs_calls,
+            "jacobian_calls": solve.jac_calls, "lu_decompositions": solve.lu_decompositions,
+            "solver_status": solve.status, "solver_message": solve.message,
+            "ran_on": "cpu",  # SciPy integrates on the CPU whatever device was asked for
+            **network_metrics,
+        }
+        return RunResult(
+            workload=self.workload.name, method=self.method.name, seed=self.seed,
+            device=str(self.requested), config=config, config_hash=config_hash(identity),
+            environment=environment.describe(CPU), curves=self.curves, targets=self.targets,
+            steps_run=self.steps, train_seconds=self.build_seconds + solve.seconds,
+            wall_seconds=time.perf_counter() - wall_start,
+            diverged=self.diverged_at is not None, diverged_at_step=self.diverged_at,
+            best_epoch=None if best["step"] is None else self.curves.epoch[best["step"]],
+            best_step=best["step"], best_val_loss=None if best["step"] is None else best["loss"],
+            best_test=best_test, details=details,
+        )
