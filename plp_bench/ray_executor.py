@@ -40,7 +40,15 @@ from typing import Any
 from .config import ConfigError
 from .results import RunResult
 from .run_protocol import Progress
-from .sweeps import Outcome, RunError, RunTask, SweepContext, release_device_memory, run_error
+from .sweeps import (
+    DatasetCache,
+    Outcome,
+    RunError,
+    RunTask,
+    SweepContext,
+    release_device_memory,
+    run_error,
+)
 
 POLL_SECONDS = 0.2  # how often the driver checks for finished runs and their progress
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -150,35 +158,38 @@ class ProgressBoard:
     """A Ray actor the workers tell their progress to; the driver takes it at each poll."""
 
     def __init__(self) -> None:
-        self.latest: dict[int, tuple] = {}
+        self.latest: dict[int, Progress] = {}
 
-    def report(self, key: int, progress: tuple) -> None:
+    def report(self, key: int, progress: Progress) -> None:
         self.latest[key] = progress
 
-    def take(self) -> dict[int, tuple]:
+    def take(self) -> dict[int, Progress]:
         latest, self.latest = self.latest, {}
         return latest
 
 
-_WORKER_DATASET: dict[tuple, Any] = {}  # in a worker process: the last dataset it built
+_WORKER_DATASETS = DatasetCache()  # in a worker process: the last dataset it built
 
 
-def _dataset_on_worker(task: RunTask, raw) -> Any:
+def _dataset_on_worker(task: RunTask, raw_ref) -> Any:
+    """The task's split of the arrays behind ``raw_ref``; a worker serves runs of several
+    sweeps (several data roots) in one Ray session, so the cache is keyed by the object too."""
+    import ray
+
     from . import data
 
-    key = (task.workload.dataset, task.seed, task.workload.val_fraction, task.device)
-    if key not in _WORKER_DATASET:
-        _WORKER_DATASET.clear()
-        _WORKER_DATASET[key] = data.build_dataset(
-            task.workload.dataset, raw, seed=task.seed, val_fraction=task.workload.val_fraction,
-            test_split_seed=0, device=task.device)
-    return _WORKER_DATASET[key]
+    return _WORKER_DATASETS.get(task, lambda: data.build_dataset(
+        task.workload.dataset, ray.get(raw_ref), seed=task.seed,
+        val_fraction=task.workload.val_fraction, test_split_seed=0, device=task.device),
+        source=raw_ref.hex())
 
 
-def run_on_worker(task: RunTask, raw, placement: Placement, key: int,
+def run_on_worker(task: RunTask, raw: list, placement: Placement, key: int,
                   board) -> tuple[RunResult | None, RunError | None]:
     """One run, inside a Ray worker: its thread count, its dataset, the run, and where it ran
-    (the record's ``environment.executor``). Returns the record or the run's error."""
+    (the record's ``environment.executor``). ``raw`` holds the dataset's object reference
+    (inside a list, so that Ray passes the reference rather than the arrays: a worker that
+    already has the split fetches nothing). Returns the record or the run's error."""
     import ray
     import torch
 
@@ -187,12 +198,11 @@ def run_on_worker(task: RunTask, raw, placement: Placement, key: int,
     torch.set_num_threads(placement.cpus_per_run)
 
     def callback(progress: Progress) -> None:
-        board.report.remote(key, (progress.step, progress.total_steps, progress.epoch,
-                                  progress.train_seconds, progress.val_error))
+        board.report.remote(key, progress)
 
     try:
         result = run(task.workload, task.method, task.seed, task.device,
-                     settings=task.settings, dataset=_dataset_on_worker(task, raw),
+                     settings=task.settings, dataset=_dataset_on_worker(task, raw[0]),
                      callback=callback)
     except Exception as error:
         failure = run_error(error)
@@ -336,7 +346,7 @@ class RayExecutor:
                 except Exception as error:
                     yield task, None, run_error(error)
                     continue
-                ref = self._remote.remote(task, raw, self.placement, key, self._board)
+                ref = self._remote.remote(task, [raw], self.placement, key, self._board)
                 self._in_flight[ref] = key, task
                 if context.observer:
                     context.observer.run_started(task)
@@ -380,4 +390,4 @@ class RayExecutor:
         latest = self._ray.get(self._board.take.remote())
         for key, task in self._in_flight.values():
             if key in latest:
-                context.observer.run_progress(task, Progress(*latest[key]))
+                context.observer.run_progress(task, latest[key])

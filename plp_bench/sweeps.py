@@ -103,6 +103,27 @@ class SweepObserver(Protocol):
 Outcome = tuple[RunTask, RunResult | None, RunError | None]
 
 
+class DatasetCache:
+    """One dataset in memory at a time, kept while consecutive runs share it (the grid's order,
+    workload then seed then method, makes them); the old one is dropped before the next is
+    built, so two never sit in memory together."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._dataset: Any = None
+
+    def get(self, task: RunTask, build: Callable[[], Any], source: Any = None) -> Any:
+        """``task``'s dataset: the kept one if it is the same split of the same ``source`` (what
+        it is read from, where that can change between sweeps), else ``build()``."""
+        key = (task.workload.dataset, task.seed, task.workload.val_fraction, task.device,
+               source)
+        if key != self._key:
+            self._key = self._dataset = None
+            self._dataset = build()
+            self._key = key
+        return self._dataset
+
+
 class SweepContext:
     """What an executor is given besides the tasks: the data root, the observer, and
     :meth:`work`, which performs a task in this process."""
@@ -110,20 +131,15 @@ class SweepContext:
     def __init__(self, data_root: str | None = None, observer: SweepObserver | None = None):
         self.data_root = data_root
         self.observer = observer
-        self._datasets: dict[tuple, Any] = {}
+        self._datasets = DatasetCache()
 
     def dataset(self, task: RunTask):
-        """The task's dataset on its device; one dataset is kept in memory at a time, and the
-        grid's order (workload, seed, method) makes consecutive runs share it."""
+        """The task's dataset on its device, read from the data root."""
         from . import data
 
-        key = (task.workload.dataset, task.seed, task.workload.val_fraction, task.device)
-        if key not in self._datasets:
-            self._datasets.clear()
-            self._datasets[key] = data.load(task.workload.dataset, root=self.data_root,
-                                            device=task.device, seed=task.seed,
-                                            val_fraction=task.workload.val_fraction)
-        return self._datasets[key]
+        return self._datasets.get(task, lambda: data.load(
+            task.workload.dataset, root=self.data_root, device=task.device, seed=task.seed,
+            val_fraction=task.workload.val_fraction))
 
     def work(self, task: RunTask) -> RunResult:
         """Run ``task`` here, telling the observer how it goes."""

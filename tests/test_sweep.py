@@ -77,3 +77,29 @@ def test_a_failing_run_is_reported_and_the_sweep_goes_on(tmp_path):
     assert task.method.name == "broken" and "Invalid learning rate" in str(error)
     assert len(list(tmp_path.rglob("seed-*.json"))) == 1
     assert [p.name for p in tmp_path.rglob("failed-*.json")] == [f"failed-{task.path.name}"]
+
+
+def test_the_dataset_cache_keeps_one_split_per_source(tmp_path):
+    """Consecutive runs of one split share it; another seed or another source (a Ray worker
+    serves sweeps of several data roots) builds again, and only one is ever kept."""
+    from helpers import tiny
+
+    from plp_bench.methods import get_method
+    from plp_bench.sweeps import DatasetCache, RunTask
+
+    built = []
+
+    def build(name):
+        return lambda: built.append(name) or name
+
+    cache = DatasetCache()
+    sgd, plp = get_method("sgd"), get_method("plp")
+    first = RunTask(tiny(), sgd, 0, "cpu", tmp_path / "a.json")
+    assert cache.get(first, build("a"), source="root-1") == "a"
+    assert cache.get(RunTask(tiny(), plp, 0, "cpu", tmp_path / "b.json"), build("b"),
+                     source="root-1") == "a"  # another method, the same split
+    assert cache.get(first, build("c"), source="root-2") == "c"
+    assert cache.get(RunTask(tiny(), sgd, 1, "cpu", tmp_path / "d.json"), build("d"),
+                     source="root-2") == "d"
+    assert cache.get(first, build("e"), source="root-1") == "e"  # only one was kept
+    assert built == ["a", "c", "d", "e"]
