@@ -22,10 +22,10 @@ class JumpCost:
     param_names = ["parameters", "method"]
     timeout = 600
     version = 1
-    # one round of at most 5 samples: a ResNet18 jump takes up to a second, and asv's default
+    # one round of at most 3 samples: a ResNet18 jump takes up to a second, and asv's default
     # (2 rounds of up to 10 samples) spent 1.6 minutes of CI on this benchmark
     rounds = 1
-    repeat = (1, 5, 10.0)
+    repeat = (1, 3, 10.0)
 
     def setup(self, parameters, method):
         with harness():
@@ -49,6 +49,6 @@ class JumpCost:
         self.jump()
 
     def track_jump_cost_in_steps(self, parameters, method):
-        return median_time_ratio(self.jump, lambda: self.reference.steps(1), 7)
+        return median_time_ratio(self.jump, lambda: self.reference.steps(1), 5)
 
     track_jump_cost_in_steps.unit = "steps"

@@ -38,7 +38,7 @@ def warmed_pair(method: str, parameters: str, batch_size=None,
 
 
 class UpdateTime:
-    params = [SIZE.parameter_sets, SIZE.stepped_methods]
+    params = [SIZE.update_time_sets, SIZE.stepped_methods]
     param_names = ["parameters", "method"]
     timeout = 300
     version = 1
@@ -69,7 +69,7 @@ class UpdateOverhead:
         self.method, self.reference = warmed_pair(method, parameters, device=self.device)
 
     def track_update_time_ratio(self, parameters, method):
-        return median_time_ratio(self.method.steps, self.reference.steps, 15)
+        return median_time_ratio(self.method.steps, self.reference.steps, 9)
 
     track_update_time_ratio.unit = "ratio"
 
