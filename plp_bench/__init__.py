@@ -9,14 +9,14 @@ Layers, from the bottom up. A module imports from its own layer and the layers b
 from one above (``tests/test_layers.py`` checks this list against every import, those inside
 functions included, and that the imports form no circle):
 
-1. foundations: config, registry, stats, tables, profiles, environment, build_context
+1. foundations: config, registry, stats, verdicts, tables, profiles, environment, build_context
 2. parts: data, models, execution, schedules, solvers, plp, weight_jumps, results
 3. definitions: methods, workloads
 4. one run's protocol: run_protocol, scoring, training_clock
 5. runs and measurements: training, linearized_run, throughput, introspection_training
 6. the run entry: runner
-7. many runs: runconfig, sweeps, ray_executor, rerun, ode_table
-8. reading records: summary, figures, record_sources, asv_results, changes, html_report
+7. many runs: runconfig, sweeps, ray_executor, rerun, ode_table, claim_registry, claim_runs
+8. reading records: summary, figures, record_sources, asv_results, changes, claim_report, html_report
 9. display: sweep_progress
 10. the command line: commands, cli
 

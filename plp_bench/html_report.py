@@ -20,7 +20,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from . import __version__, figures, summary
+from . import __version__, claim_report, figures, summary
 from .asv_results import AsvValue, Thresholds
 from .changes import asv_table, record_changes
 from .profiles import performance_ratios
@@ -178,7 +178,7 @@ def build_commit_page(found: RecordSet, out_dir: Path, *, commit: str | None,
         overall=summary.overall_table(summary.overall(summaries)) if summaries else None,
         profiles=profiles if summaries else None, sections=sections,
         ode=ode_table(asv_values, found.folders),
-        asv=asv_shown if asv_shown.rows else None,
+        asv=asv_shown if asv_shown.rows else None, claims=claims_section(found.folders),
         baseline=baseline.label if baseline else None,
         environment=environment_table(records))
     folder = out_dir / name
@@ -189,6 +189,15 @@ def build_commit_page(found: RecordSet, out_dir: Path, *, commit: str | None,
                         if k in ("device_name", "torch", "threads")},
     }, mode=PAGE_MODE)
     return write_text_atomic(folder / "index.html", page, mode=PAGE_MODE)
+
+
+def claims_section(folders: list[Path]) -> dict[str, Any] | None:
+    """The "Claims" section from the first ``claims.json`` among the record folders."""
+    for folder in folders:
+        report = claim_report.read(Path(folder) / claim_report.CLAIMS_FILE)
+        if report is not None:
+            return claim_report.html_section(report)
+    return None
 
 
 def _load_history(out_dir: Path) -> list[dict[str, Any]]:

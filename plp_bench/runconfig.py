@@ -87,7 +87,9 @@ def _registered(registry: Registry, name: str, *, source: str | None, path: tupl
     return registry.get(name)
 
 
-def _workload(entry: str | dict, *, source: str | None, path: tuple) -> Workload:
+def resolve_workload(entry: str | dict, *, source: str | None = None, path: tuple = ()) -> Workload:
+    """A workload entry of a config: a registered name, or a mapping of changes to one
+    (``base`` names the one changed when ``name`` is new)."""
     if isinstance(entry, str):
         return _registered(workloads_module.WORKLOADS, entry, source=source, path=path)
     if "name" not in entry:
@@ -104,7 +106,8 @@ def _workload(entry: str | dict, *, source: str | None, path: tuple) -> Workload
                                            name=name, source=source, path=path)
 
 
-def _method(entry: str | dict, *, source: str | None, path: tuple) -> MethodConfig:
+def resolve_method(entry: str | dict, *, source: str | None = None, path: tuple = ()) -> MethodConfig:
+    """A method entry of a config: a registered name, or a whole method definition."""
     if isinstance(entry, str):
         return _registered(methods_module.METHODS, entry, source=source, path=path)
     method = parse(MethodConfig, entry, source=source, path=path)
@@ -118,9 +121,9 @@ def resolve(config: RunConfig, *, source: str | None = None) -> Plan:
     default run."""
     workload_entries = config.workloads or workloads_module.offline_workloads()
     method_entries = config.methods or methods_module.default_methods()
-    workloads = [_workload(e, source=source, path=("workloads", i))
+    workloads = [resolve_workload(e, source=source, path=("workloads", i))
                  for i, e in enumerate(workload_entries)]
-    methods = [_method(e, source=source, path=("methods", i))
+    methods = [resolve_method(e, source=source, path=("methods", i))
                for i, e in enumerate(method_entries)]
     for kind, items in (("workloads", workloads), ("methods", methods)):
         names = [x.name for x in items]
@@ -138,13 +141,13 @@ def resolve(config: RunConfig, *, source: str | None = None) -> Plan:
         if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
             raise ConfigError("give distinct non-negative seeds", source=source, path=("seeds",))
     return Plan(workloads, methods, seeds, config.device, config.results, config.data_dir,
-                config.execution(), _ray_settings(config, source))
+                config.execution(), ray_settings(config, source))
 
 
 RAY_KEYS = ("address", "workers", "cpus_per_run", "gpus_per_run", "retries")
 
 
-def _ray_settings(config: RunConfig, source: str | None) -> RaySettings | None:
+def ray_settings(config: RunConfig, source: str | None = None) -> RaySettings | None:
     """The Ray settings of ``executor: ray``; a Ray key given with the in-process executor is
     refused (it would silently do nothing)."""
     if config.executor == "ray":

@@ -35,6 +35,7 @@ class RichSweepProgress:
         self.run_bars: dict[str, TaskID] = {}  # run label -> its bar, while in flight
         self.skipped = 0
         self.failed = 0
+        self.label = "runs"  # the grid bar's name; a caller running several sweeps renames it
 
     def __enter__(self) -> RichSweepProgress:
         self.bars.__enter__()
@@ -55,8 +56,12 @@ class RichSweepProgress:
         self.bars.update(self.sweep_bar, status=self._grid_status())
 
     def sweep_started(self, total: int, skipped: int) -> None:
-        self.skipped = skipped
-        self.sweep_bar = self.bars.add_task("runs", total=total, completed=skipped,
+        """A new grid bar; one sweep after another (``plp-bench claims``) replaces the
+        finished one's."""
+        if self.sweep_bar is not None:
+            self.bars.remove_task(self.sweep_bar)
+        self.skipped, self.failed = skipped, 0
+        self.sweep_bar = self.bars.add_task(escape(self.label), total=total, completed=skipped,
                                             status=self._grid_status())
 
     def run_started(self, task: RunTask) -> None:

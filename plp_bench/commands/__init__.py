@@ -1,8 +1,19 @@
 """The commands of ``plp-bench``, one module each: its parser (``register``) and its handler
 (``handle``) side by side. :mod:`plp_bench.cli` assembles them in the order listed here."""
 
-from . import data_files, introspection, listing, ode_table, report, rerun, run, throughput
+from . import (
+    claims,
+    data_files,
+    introspection,
+    listing,
+    ode_table,
+    report,
+    rerun,
+    run,
+    throughput,
+)
 
-COMMANDS = (run, throughput, listing, ode_table, report, rerun, introspection, data_files)
+COMMANDS = (run, throughput, listing, ode_table, claims, report, rerun, introspection,
+            data_files)
 
 __all__ = ["COMMANDS"]

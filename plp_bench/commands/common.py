@@ -40,3 +40,24 @@ def execution_overrides(args: argparse.Namespace) -> dict:
     given = {name: getattr(args, name, None)
              for name in ("precision", "channels_last", "compile", "cudnn_benchmark")}
     return {name: value for name, value in given.items() if value is not None}
+
+
+RAY_FLAGS = ("executor", "address", "workers", "cpus_per_run", "gpus_per_run", "retries")
+
+
+def add_ray_flags(parser: argparse.ArgumentParser) -> None:
+    """Where the runs happen: in this process, or as Ray tasks (:mod:`plp_bench.ray_executor`)."""
+    ray = parser.add_argument_group("distributed runs (--executor ray)")
+    ray.add_argument("--executor", choices=["in-process", "ray"],
+                     help="in-process (default: one run after another here) or ray (each run a "
+                     "Ray task: an embedded Ray on this machine, or a cluster with --address)")
+    ray.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster's head "
+                     "(default $RAY_ADDRESS, else an embedded Ray)")
+    ray.add_argument("--workers", type=int, metavar="N", help="runs in flight at most "
+                     "(default: as many as the cluster's GPUs, or CPUs, allow)")
+    ray.add_argument("--cpus-per-run", type=int, metavar="N", help="CPUs and torch threads of "
+                     "each run (default: the cluster's CPUs split evenly over the workers)")
+    ray.add_argument("--gpus-per-run", type=float, metavar="G", help="GPUs of each run "
+                     "(default 1 with --device cuda, else 0)")
+    ray.add_argument("--retries", type=int, metavar="N", help="retries of a run whose worker "
+                     "process or node died (default 3)")

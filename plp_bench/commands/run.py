@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from rich.markup import escape
 
-from .common import Streams, add_execution_flags, execution_overrides
+from .common import RAY_FLAGS, Streams, add_execution_flags, add_ray_flags, execution_overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,25 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-dir", metavar="DIR", help="data root (default "
                         "$PLP_BENCH_DATA, else ~/.cache/plp-bench)")
     add_execution_flags(parser)
-    ray = parser.add_argument_group("distributed runs (--executor ray)")
-    ray.add_argument("--executor", choices=["in-process", "ray"],
-                     help="in-process (default: one run after another here) or ray (each run a "
-                     "Ray task: an embedded Ray on this machine, or a cluster with --address)")
-    ray.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster's head "
-                     "(default $RAY_ADDRESS, else an embedded Ray)")
-    ray.add_argument("--workers", type=int, metavar="N", help="runs in flight at most "
-                     "(default: as many as the cluster's GPUs, or CPUs, allow)")
-    ray.add_argument("--cpus-per-run", type=int, metavar="N", help="CPUs and torch threads of "
-                     "each run (default: the cluster's CPUs split evenly over the workers)")
-    ray.add_argument("--gpus-per-run", type=float, metavar="G", help="GPUs of each run "
-                     "(default 1 with --device cuda, else 0)")
-    ray.add_argument("--retries", type=int, metavar="N", help="retries of a run whose worker "
-                     "process or node died (default 3)")
+    add_ray_flags(parser)
     parser.set_defaults(handle=handle)
 
 
 @contextmanager
-def _sigterm_interrupts():
+def sigterm_interrupts():
     """Within the block, SIGTERM stops the work as Ctrl-C does (``KeyboardInterrupt``), so a
     terminated sweep ends as cleanly as an interrupted one; the list is non-empty after a
     SIGTERM."""
@@ -66,9 +53,6 @@ def _sigterm_interrupts():
         yield received
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-RAY_FLAGS = ("executor", "address", "workers", "cpus_per_run", "gpus_per_run", "retries")
 
 
 def handle(args: argparse.Namespace, streams: Streams) -> int:
@@ -120,7 +104,7 @@ def _sweep(plan, executor, device: str, streams: Streams) -> int:
     from ..sweeps import sweep
 
     out, err = streams.out, streams.err
-    with RichSweepProgress(err) as observer, _sigterm_interrupts() as stopped:
+    with RichSweepProgress(err) as observer, sigterm_interrupts() as stopped:
         try:
             report = sweep(plan.workloads, plan.methods, plan.seeds, device, plan.results,
                            data_root=plan.data_dir, observer=observer, settings=plan.settings,
