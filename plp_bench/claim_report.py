@@ -50,7 +50,7 @@ def _check_row(outcome: Outcome, result: CheckOutcome, size: str,
         "high": found.high if found else None, "look_level": found.level if found else None,
         "pairs": len(result.treatment), "seeds": outcome.seeds,
         "treatment_values": result.treatment, "control_values": result.control,
-        "missed": list(result.missed),
+        "missed": list(result.missed), "excluded": result.excluded,
         "check_verdict": (NOT_TESTABLE if p.not_testable else
                           "failed" if outcome.error else result.verdict or "not confirmed"),
         "verdict": outcome.verdict, "reason": p.not_testable or outcome.error,
@@ -135,8 +135,10 @@ def verdict_table(report: dict[str, Any]) -> TableData:
         text = verdict if not row["reason"] else f"{verdict}: {row['reason']}"
         treated, controlled = row["missed"]
         if treated or controlled:
-            text += (f" ({treated} treatment and {controlled} control runs of {row['pairs']} "
-                     "missed the target: their whole budget counts)")
+            text += (f" ({treated} treatment and {controlled} control runs missed the target: "
+                     "their whole budget counts)")
+        if row["excluded"]:
+            text += f" ({row['excluded']} pairs without a usable value left out)"
         table.add_row(row["claim"], Cell(text, VERDICT_STYLE.get(verdict)), _comparison(row),
                       _number(row["paper"], row["effect"]), _interval_text(row),
                       str(row["pairs"]) if row["pairs"] else "—", where)

@@ -38,6 +38,7 @@ class CheckOutcome:
     treatment: list[float] = field(default_factory=list)  # by seed, pairs with both values
     control: list[float] = field(default_factory=list)
     missed: tuple[int, int] = (0, 0)  # runs that missed a *_to_target target: treatment, control
+    excluded: int = 0  # pairs without a value (no tested model) or with a zero time or step
     found: EffectInterval | None = None
     verdict: str | None = None  # None while undecided
 
@@ -50,7 +51,6 @@ class Outcome:
     checks: list[CheckOutcome]
     seeds: list[int] = field(default_factory=list)
     records: int = 0  # records read (trained now or found)
-    trained: int = 0  # of which trained by this call
     error: str | None = None
 
     @property
@@ -72,20 +72,27 @@ class Outcome:
 
 def evaluate(outcome: Outcome, pairs: dict[int, tuple[RunResult, RunResult]],
              max_seeds: int) -> None:
-    """Each check's values, interval and verdict from the records of the seeds so far."""
+    """Each undecided check's values, interval and verdict from the records of the seeds so
+    far; a check keeps the verdict of the first look that decided it (the sequential rule of
+    :func:`plp_bench.verdicts.sequential`) while the claim's other checks take more pairs."""
     for result in outcome.checks:
+        if result.verdict is not None:
+            continue
         check = result.check
         metric = METRICS[check.metric]
-        treatment, control, missed = [], [], [0, 0]
+        treatment, control, missed, excluded = [], [], [0, 0], 0
         for seed in sorted(pairs):
             records = pairs[seed]
             values = [metric.read(r, check.at) for r in records]
             for side, record in enumerate(records):
                 missed[side] += metric.missed(record, check.at)
-            if None not in values:
-                treatment.append(values[0])
-                control.append(values[1])
-        result.treatment, result.control, result.missed = treatment, control, tuple(missed)
+            if None in values or (check.effect == "speedup" and min(values) <= 0):
+                excluded += 1  # a ratio of a zero time or step count says nothing
+                continue
+            treatment.append(values[0])
+            control.append(values[1])
+        result.treatment, result.control = treatment, control
+        result.missed, result.excluded = (missed[0], missed[1]), excluded
         effects = paired_effects(check.effect, treatment, control)
         result.found = interval(check.effect, effects, max_pairs=max_seeds)
         result.verdict = decide(result.found, check.direction, check.bar)

@@ -108,6 +108,29 @@ def test_the_sequential_stop_takes_pairs_until_the_interval_decides():
     assert sequential("difference", noise, "higher", 0.0, max_pairs=8) == (NOT_CONFIRMED, 8)
 
 
+def test_a_decided_check_keeps_its_first_verdict_while_another_takes_more_pairs():
+    from types import SimpleNamespace
+
+    from plp_bench.claim_registry import Check
+    from plp_bench.claim_runs import CheckOutcome, Outcome, evaluate
+
+    def record(accuracy, top5):
+        return SimpleNamespace(best_test=SimpleNamespace(accuracy=accuracy, top5_error=top5))
+
+    checks = [Check("best_test_accuracy"), Check("best_test_top5_error", direction="lower")]
+    outcome = Outcome(planned=SimpleNamespace(not_testable=None),
+                      checks=[CheckOutcome(c) for c in checks])
+    pairs = {s: (record(0.91 + 0.001 * s, 0.10 + 0.01 * (-1) ** s), record(0.90, 0.10))
+             for s in range(3)}
+    evaluate(outcome, pairs, max_seeds=20)
+    assert [c.verdict for c in outcome.checks] == [CONFIRMED, None] and outcome.open
+    pairs[3] = (record(0.50, 0.12), record(0.90, 0.10))  # would undo the first decision
+    evaluate(outcome, pairs, max_seeds=20)
+    first, second = outcome.checks
+    assert first.verdict == CONFIRMED and len(first.treatment) == 3
+    assert second.verdict is None and len(second.treatment) == 4
+
+
 def test_the_crossover_rate_interpolates_where_the_speedup_crosses_one():
     assert crossover([(0.01, 2.0), (0.1, 0.5)]) == pytest.approx(math.sqrt(0.01 * 0.1))
     assert crossover([(0.01, 2.0), (0.1, 1.5)]) is None
@@ -217,13 +240,13 @@ def test_bad_flags_exit_2(tmp_path, capsys, args, message):
 
 # --- a real run -------------------------------------------------------------------------------
 
-CAP, MAX_SEEDS = 30, 3
+CAP, MAX_SEEDS = 30, 4
 
 
 @pytest.fixture(scope="module")
 def ci_claims(tmp_path_factory):
     """``plp-bench claims --size ci`` on a reduced budget (every run cut to 30 steps, at most
-    3 pairs), as a user runs it."""
+    4 pairs), as a user runs it."""
     folder = tmp_path_factory.mktemp("claims")
     args = ["claims", "--size", "ci", "--step-cap", str(CAP), "--max-seeds", str(MAX_SEEDS),
             "--results", str(folder / "results"), "--json", str(folder / "copy.json")]
@@ -246,14 +269,18 @@ def test_a_ci_claims_run_gives_every_claim_a_verdict(ci_claims):
             assert row["check_verdict"] == verdicts.NOT_TESTABLE and row["pairs"] == 0
             continue
         assert row["flags"][-1] == f"capped at {CAP} steps"
-        assert row["seeds"] == [0, 1, 2] and row["pairs"] == MAX_SEEDS
-        # the verdict is the rule applied to the paired values the records hold
+        assert row["seeds"] == list(range(len(row["seeds"]))) and 3 <= len(row["seeds"]) <= 4
+        # the interval is the rule applied to the paired values the records hold, and the real
+        # rounds stopped where the sequential rule stops on those values
         effects = paired_effects(row["effect"], row["treatment_values"], row["control_values"])
         found = interval(row["effect"], effects, max_pairs=MAX_SEEDS)
         assert [found.estimate, found.low, found.high] == pytest.approx(
             [row["estimate"], row["low"], row["high"]])
-        assert row["check_verdict"] == (decide(found, row["direction"], row["threshold"])
-                                        or NOT_CONFIRMED)
+        assert sequential(row["effect"], effects, row["direction"], row["threshold"],
+                          max_pairs=MAX_SEEDS) == (row["check_verdict"], row["pairs"])
+    undecided = [r for r in tested if r["check_verdict"] == NOT_CONFIRMED]
+    assert undecided and all(r["pairs"] + r["excluded"] == MAX_SEEDS for r in undecided
+                             if r["verdict"] != verdicts.CONTRADICTED)
     crossings = report["crossovers"]
     assert [c["dataset"] for c in crossings] == ["banknote"]
     assert crossings[0]["rates"] == [0.01, 0.03, 0.1] and len(crossings[0]["speedups"]) == 3
@@ -299,6 +326,7 @@ def test_claims_run_through_ray_with_the_same_records(ci_claims, tmp_path):
     on_ray = json.loads((tmp_path / "claims.json").read_text())
     here = json.loads((folder / "results" / "claims.json").read_text())
     keys = ("workload", "treatment_values", "control_values", "check_verdict", "pairs")
-    assert on_ray["trained"] == 12
+    assert on_ray["trained"] == sum(2 * len(r["seeds"]) for r in here["rows"]
+                                    if r["claim"] == "demon-speed" and not r["reason"])
     assert [{k: r[k] for k in keys} for r in on_ray["rows"]] == [
         {k: r[k] for k in keys} for r in here["rows"] if r["claim"] == "demon-speed"]
