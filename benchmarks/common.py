@@ -21,7 +21,7 @@ Sizes (``PLP_BENCH_SIZE``):
 
 * ``ci`` (the default): the offline workloads and banknote, budgets cut to at most
   ``CI_STEP_CAP`` steps, 3 seeds, the methods of the default run; update-time ratios on the
-  MLP and ResNet18, absolute update times on the MLP; minutes on 2 CPU cores.
+  MLP and ResNet18, absolute update and jump times and held memory on the MLP; minutes on 2 CPU cores.
 * ``full``: every workload at the papers' budgets, every method, 5 seeds. Workloads whose data
   is absent, and CIFAR workloads without a CUDA device, are skipped.
 * ``gpu``: the convergence of the PLP paper's GPU workloads (CIFAR-100 with VGG16, ResNet18 and
@@ -123,7 +123,8 @@ class Size:
     seeds: int
     step_cap: int | None
     parameter_sets: list[str]
-    update_time_sets: list[str]  # the absolute update times (the ratios use parameter_sets)
+    secondary_sets: list[str]  # absolute update and jump times, held memory: what the
+    # ratios over parameter_sets already watch, or (memory) the same on every set
     training_step_sets: list[str]
     loop_workloads: list[str]
     ode_workloads: list[str]
@@ -137,8 +138,9 @@ def current_size() -> Size:
     name = os.environ.get("PLP_BENCH_SIZE", "ci")
     every = (STEPPED_METHODS, COMPOSED_METHODS, JUMP_METHODS)
     if name == "ci":
-        # MAGIC's grid (a minute and a half) and ResNet18's absolute update times are left
-        # to the full size: CI keeps the ratios on ResNet18 and a full-batch UCI workload
+        # MAGIC's grid (a minute and a half) and ResNet18's absolute times and held memory
+        # are left to the full size: CI keeps the time ratios on ResNet18 and a full-batch
+        # UCI workload
         return Size("ci", ["digits-mlp", "digits-cnn", "breast_cancer-mlp", "banknote-mlp"],
                     DEFAULT_METHODS, 3, CI_STEP_CAP, ["mlp", "resnet18"], ["mlp"],
                     ["mlp"], ["digits-mlp"], ["banknote-mlp"], *every)

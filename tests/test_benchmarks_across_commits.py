@@ -87,8 +87,9 @@ def test_todays_suites_run_or_skip_on_an_older_commit(tmp_path):
     assert not failed, f"failed on {commit[:12]}: {failed}"
     measured = {v.benchmark.rsplit(".", 1)[0] for v in values if v.value is not None}
     expected = {"convergence.TargetTracks", "convergence.TestTracks", "step_cost.UpdateTime",
-                "step_cost.UpdateOverhead", "step_cost.TrainingStepOverhead",
-                "loop.LoopOverhead", "jumps.JumpCost"}
+                "step_cost.UpdateOverhead", "step_cost.HeldMemory",
+                "step_cost.TrainingStepOverhead", "loop.LoopOverhead", "jumps.JumpCost",
+                "jumps.JumpTime"}
     if banknote_available():  # the ODE suite's workload (CI has the real data)
         expected.add("ode.OdeVersusGradientDescent")
     assert expected <= measured, measured

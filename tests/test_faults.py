@@ -191,10 +191,16 @@ def _start_sweep(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     config.write_text(yaml.safe_dump({
         "workloads": [{"name": "digits-mlp", "steps": 600, "eval_every": 300}],
         "methods": ["sgd"], "seeds": SIGNAL_SEEDS, "results": str(out)}))
+    # a shell's background job ignores SIGINT, and a Python started so never turns it into
+    # KeyboardInterrupt: give the sweep the default handling, however the suite was started
     process = subprocess.Popen([sys.executable, "-m", "plp_bench.cli", "run", str(config)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=tmp_path)
+                               cwd=tmp_path, preexec_fn=_default_sigint)
     return process, config
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_records(folder: Path, count: int, process: subprocess.Popen,
