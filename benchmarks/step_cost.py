@@ -69,7 +69,7 @@ class UpdateOverhead:
         self.method, self.reference = warmed_pair(method, parameters, device=self.device)
 
     def track_update_time_ratio(self, parameters, method):
-        return median_time_ratio(self.method.steps, self.reference.steps, 9)
+        return median_time_ratio(self.method.steps, self.reference.steps, 7)
 
     track_update_time_ratio.unit = "ratio"
 
