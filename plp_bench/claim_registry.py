@@ -139,7 +139,6 @@ class Measurement:
     ci: dict[str, Any] = field(default_factory=dict)
     proxy: bool = False
     paper: dict[str, float] = field(default_factory=dict)
-    note: str = ""
 
     def __post_init__(self) -> None:
         if not self.sizes:

@@ -92,10 +92,20 @@ def to_json(measured: Measured, claims: list, *, size: str, max_seeds: int,
         "schema": CLAIMS_SCHEMA, "size": size, "max_seeds": max_seeds, "step_cap": step_cap,
         "seconds": seconds, "trained": measured.trained, "reused": measured.reused,
         "claims": [{"name": c.name, "paper": c.paper, "claim": c.claim,
-                    "settings": c.settings, "assumptions": list(c.assumptions)}
+                    "settings": c.settings, "assumptions": list(c.assumptions),
+                    "checks": [_check_text(check) for check in c.checks]}
                    for c in claims],
         "rows": rows, "crossovers": crossovers,
     }
+
+
+def _check_text(check) -> str:
+    """A check in words: what is compared, and what the verdict needs."""
+    from .claim_registry import METRICS
+
+    effect = "treatment - control" if check.effect == "difference" else "control / treatment"
+    return (f"{METRICS[check.metric].describe}: {effect}, {check.direction} than "
+            f"{check.bar:g} to confirm")
 
 
 def _interval_text(row: dict[str, Any]) -> str:

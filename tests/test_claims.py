@@ -297,7 +297,10 @@ def test_a_second_claims_run_reuses_every_record(ci_claims, capsys):
     assert again["trained"] == 0 and again["reused"] > 0
     out = capsys.readouterr().out
     assert "0 runs trained" in out and "not testable here" in out
-    assert "assumed: The validation split is 20% of MNIST's training set" in " ".join(out.split())
+    said = " ".join(out.split())
+    assert "assumed: The validation split is 20% of MNIST's training set" in said
+    assert ("check: validation accuracy at the end of the budget: treatment - control, higher "
+            "than 0 to confirm") in said
 
 
 def test_the_html_page_has_the_claims_section(ci_claims):

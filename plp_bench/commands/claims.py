@@ -113,6 +113,8 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
         for claim in report["claims"]:
             out.print(f"\n{claim['name']}: {claim['claim']} ({claim['paper']})\n  protocol: "
                       f"{claim['settings']}", highlight=False, markup=False)
+            for check in claim["checks"]:
+                out.print(f"  check: {check}", highlight=False, markup=False)
             for assumption in claim["assumptions"]:
                 out.print(f"  assumed: {assumption}", highlight=False, markup=False)
     tally = ", ".join(f"{n} {verdict}" for verdict, n in counts(report).items())
