@@ -57,8 +57,10 @@ class UpdateTime:
         self.bench.steps()
 
 
-class UpdateOverhead:
-    params = [SIZE.parameter_sets, SIZE.composed_methods]
+class _WarmedPair:
+    """Setup shared by the suites that compare a method with its bare optimizer (no
+    benchmark of its own, so asv collects nothing from it)."""
+
     param_names = ["parameters", "method"]
     timeout = 600
     version = 1
@@ -67,6 +69,10 @@ class UpdateOverhead:
     def setup(self, parameters, method):
         require_device(self.device)
         self.method, self.reference = warmed_pair(method, parameters, device=self.device)
+
+
+class UpdateOverhead(_WarmedPair):
+    params = [SIZE.parameter_sets, SIZE.composed_methods]
 
     def track_update_time_ratio(self, parameters, method):
         return median_time_ratio(self.method.steps, self.reference.steps, 7)
@@ -74,19 +80,11 @@ class UpdateOverhead:
     track_update_time_ratio.unit = "ratio"
 
 
-class HeldMemory:
+class HeldMemory(_WarmedPair):
     """(Bytes the method holds - bytes its bare optimizer holds) / parameter bytes: a count of
     parameter-sized buffers, the same on every parameter set, so CI measures it on the MLP."""
 
     params = [SIZE.secondary_sets, SIZE.composed_methods]
-    param_names = ["parameters", "method"]
-    timeout = 600
-    version = 1
-    device = "cpu"
-
-    def setup(self, parameters, method):
-        require_device(self.device)
-        self.method, self.reference = warmed_pair(method, parameters, device=self.device)
 
     def track_extra_memory_ratio(self, parameters, method):
         extra = (held_bytes(self.method.optimizer, self.method.params)
