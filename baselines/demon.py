@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 
 def demon_momentum(beta_init: float, step: int, total_steps: int) -> float:
     """:math:`\\beta_t` of the module's formula (steps past ``total_steps`` give 0)."""
@@ -52,7 +54,7 @@ class DemonMomentum:
     had before is kept in the group as ``initial_momentum``.
     """
 
-    def __init__(self, optimizer: Any, *, total_steps: int, beta_init: float = 0.9):
+    def __init__(self, optimizer: torch.optim.Optimizer, *, total_steps: int, beta_init: float = 0.9):
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
             raise ValueError(f"DemonMomentum: total_steps must be an integer >= 1, "
                              f"got {total_steps!r}")

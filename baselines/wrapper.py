@@ -1,14 +1,26 @@
-"""A base for update rules that wrap a ``torch.optim.Optimizer``.
+"""A base for update rules that wrap a ``torch.optim.Optimizer`` and are one themselves.
 
-A wrapper holds the optimizer it wraps and forwards ``param_groups``, ``defaults``,
-``zero_grad`` and ``add_param_group`` to it, so learning-rate and momentum schedules written
-for the inner optimizer see the same groups. Its own per-parameter state lives in
-``self.state[p]``; ``state_dict()`` nests the inner optimizer's state dict next to its own, with
-parameters named by their position in ``param_groups`` (as ``torch.optim`` does), so a
-checkpoint loads into a fresh wrapper over fresh parameters.
+The pattern of wrapper optimizers (Lookahead, ``ZeroRedundancyOptimizer``): the wrapper is a
+``torch.optim.Optimizer`` subclass whose ``param_groups`` and ``defaults`` *are* the wrapped
+optimizer's (the same list and dict objects, read through on every access, so they follow the
+wrapped optimizer when its ``load_state_dict`` replaces its groups). Whatever sets a group
+field on the wrapper (an ``lr_scheduler`` class, ``GradScaler``'s unscaling, a momentum
+schedule) therefore reaches the wrapped update. Everything torch gives an optimizer works on
+the wrapper: step pre/post hooks run around the wrapper's own ``step``, the state-dict hooks
+around its ``state_dict`` and ``load_state_dict``, and ``isinstance(w, Optimizer)`` holds for
+the frameworks that check it.
 
-``torch.optim.lr_scheduler`` classes insist on a real ``Optimizer``: give them
-``wrapper.optimizer``; the groups are shared, so the schedule reaches the wrapped update.
+``state`` holds the wrapper's own per-parameter state. ``state_dict()`` has torch's layout one
+level up:
+
+* ``state``: the wrapper's per-parameter state, parameters named by their position in
+  ``param_groups`` (as ``torch.optim`` names them);
+* ``param_groups``: the shared groups, packed as torch packs them (stored once);
+* ``wrapped``: the wrapped optimizer's state dict without its ``param_groups``, which are the
+  same (for a chain of wrappers, nested the same way);
+* ``extra``: the wrapper's plain values (step counters, settings), from ``_extra_state``.
+
+A checkpoint therefore loads into a fresh wrapper over fresh parameters, at any depth.
 """
 
 from __future__ import annotations
@@ -18,33 +30,49 @@ from typing import Any
 
 import torch
 
+_KEYS = ("state", "param_groups", "wrapped")
+# Optimizer.__getstate__ leaves these out (hooks are often closures); so does the wrapper.
+_HOOK_TABLES = ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks",
+                "_optimizer_state_dict_pre_hooks", "_optimizer_state_dict_post_hooks",
+                "_optimizer_load_state_dict_pre_hooks", "_optimizer_load_state_dict_post_hooks")
 
-class OptimizerWrapper:
-    """Holds ``optimizer`` and forwards its groups; subclasses implement ``step``."""
 
-    def __init__(self, optimizer: Any):
-        if not hasattr(optimizer, "param_groups") or not callable(getattr(optimizer, "step", None)):
-            raise ValueError(f"{type(self).__name__} wraps a torch.optim.Optimizer (or a wrapper "
-                             f"of one); got {type(optimizer).__name__}")
+class OptimizerWrapper(torch.optim.Optimizer):
+    """Wraps ``optimizer`` and shares its groups; subclasses implement ``step``."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"{type(self).__name__} wraps a torch.optim.Optimizer (or a wrapper "
+                            f"of one); got {type(optimizer).__name__}")
+        # Not Optimizer.__init__: it would build groups of its own from parameters. Its
+        # __setstate__ is the part that sets up everything else an Optimizer has (the hook
+        # tables, the hooked step), whatever this version of torch adds there.
         self.optimizer = optimizer
-        self.state: defaultdict[torch.Tensor, dict[str, Any]] = defaultdict(dict)
+        torch.optim.Optimizer.__setstate__(self, {"state": defaultdict(dict)})
+        self._warned_capturable_if_run_uncaptured = True
 
     @property
-    def param_groups(self) -> list[dict[str, Any]]:
+    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
         return self.optimizer.param_groups
 
+    @param_groups.setter
+    def param_groups(self, groups: list[dict[str, Any]]) -> None:
+        self.optimizer.param_groups = groups
+
     @property
-    def defaults(self) -> dict[str, Any]:
+    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
         return self.optimizer.defaults
+
+    @defaults.setter
+    def defaults(self, defaults: dict[str, Any]) -> None:
+        self.optimizer.defaults = defaults
 
     def innermost(self) -> torch.optim.Optimizer:
         """The optimizer at the bottom of a chain of wrappers."""
-        inner = self.optimizer
-        while isinstance(inner, OptimizerWrapper):
-            inner = inner.optimizer
-        return inner
+        return innermost(self)
 
     def parameters(self) -> list[torch.Tensor]:
+        """Every parameter, in ``param_groups`` order (the order checkpoints number them in)."""
         return [p for group in self.param_groups for p in group["params"]]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -64,32 +92,77 @@ class OptimizerWrapper:
         pass
 
     def state_dict(self) -> dict[str, Any]:
-        index = {p: i for i, p in enumerate(self.parameters())}
-        own = {index[p]: dict(s) for p, s in self.state.items() if p in index and s}
-        return {"optimizer": self.optimizer.state_dict(),
-                "wrapper": {"state": own, **self._extra_state()}}
+        """Both levels in torch's layout (see the module); state-dict hooks run as in torch."""
+        for hook in self._optimizer_state_dict_pre_hooks.values():
+            hook(self)
+        wrapped = dict(self.optimizer.state_dict())
+        param_groups = wrapped.pop("param_groups")
+        index = {id(p): i for i, p in enumerate(self.parameters())}
+        own = {index[id(p)]: dict(s) for p, s in self.state.items() if id(p) in index and s}
+        state_dict = {"state": own, "param_groups": param_groups, "wrapped": wrapped,
+                      "extra": self._extra_state()}
+        for hook in self._optimizer_state_dict_post_hooks.values():
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        return state_dict
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if set(state_dict) != {"optimizer", "wrapper"}:
-            raise ValueError(f"{type(self).__name__}.load_state_dict expects the keys "
-                             f"'optimizer' and 'wrapper', got {sorted(state_dict)}")
-        self.optimizer.load_state_dict(state_dict["optimizer"])
+        """Load what :meth:`state_dict` returned: the wrapped optimizer first (with the stored
+        groups), then the wrapper's own state, tensors copied onto each parameter's device."""
+        state_dict = dict(state_dict)
+        for hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        missing = [key for key in _KEYS if key not in state_dict]
+        if missing:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the state dict lacks "
+                             f"{', '.join(map(repr, missing))}; it has "
+                             f"{', '.join(map(repr, sorted(state_dict)))} (expected what "
+                             f"{type(self).__name__}.state_dict() returns)")
+        self.optimizer.load_state_dict({**state_dict["wrapped"],
+                                        "param_groups": state_dict["param_groups"]})
         params = self.parameters()
-        wrapper = dict(state_dict["wrapper"])
-        own = wrapper.pop("state")
         self.state = defaultdict(dict)
-        for i, saved in own.items():
+        for i, saved in state_dict["state"].items():
             if not 0 <= int(i) < len(params):
                 raise ValueError(f"checkpoint names parameter {i}, but this optimizer has "
                                  f"{len(params)} parameters")
             p = params[int(i)]
             self.state[p] = {k: _like(v, p) if torch.is_tensor(v) else v
                              for k, v in saved.items()}
-        self._load_extra_state(wrapper)
+        self._load_extra_state(dict(state_dict.get("extra", {})))
+        for hook in self._optimizer_load_state_dict_post_hooks.values():
+            hook(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in _HOOK_TABLES}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        torch.optim.Optimizer.__setstate__(self, {})
 
     def __repr__(self) -> str:
         inner = "\n".join("    " + line for line in repr(self.optimizer).splitlines())
         return f"{type(self).__name__}(\n{inner}\n)"
+
+
+def innermost(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """The optimizer at the bottom of a chain of wrappers (``optimizer`` itself if it wraps
+    nothing): the one whose ``state`` holds momentum buffers and Adam moments."""
+    while isinstance(optimizer, OptimizerWrapper):
+        optimizer = optimizer.optimizer
+    return optimizer
+
+
+def wrappers(optimizer: torch.optim.Optimizer) -> list[OptimizerWrapper]:
+    """The wrappers of a chain, outermost first."""
+    chain = []
+    while isinstance(optimizer, OptimizerWrapper):
+        chain.append(optimizer)
+        optimizer = optimizer.optimizer
+    return chain
 
 
 def _like(value: torch.Tensor, param: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ _LAST_DIRECTION = "last_direction"
 class WeightPrediction(OptimizerWrapper):
     """Wraps SGD, Adam or AdamW; see the module for the prediction rules."""
 
-    def __init__(self, optimizer: Any, *, horizon: float = 1):
+    def __init__(self, optimizer: torch.optim.Optimizer, *, horizon: float = 1):
         super().__init__(optimizer)
         _check_horizon(horizon)
         inner = self.innermost()

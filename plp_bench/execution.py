@@ -154,7 +154,7 @@ class PreparedModel:
             return x
         return x.contiguous(memory_format=self.memory_format)
 
-    def training_closure(self, optimizer: Any, x: torch.Tensor, y: torch.Tensor
+    def training_closure(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
                          ) -> Callable[[], torch.Tensor]:
         """The closure of ``torch.optim``'s protocol for one batch: zero the gradients, forward
         (compiled if so set, under autocast if so set), cross-entropy, backward; returns the

@@ -5,12 +5,13 @@ Three registries are the extension points; the training loop knows none of their
 * ``OPTIMIZERS``: base optimizers (``sgd``, ``adam``, ``adamw``), each a factory
   ``(params, **hyperparameters) -> torch.optim.Optimizer`` with the defaults used when a
   workload was not tuned for it.
-* ``WRAPPERS``: ``(optimizer, **options) -> optimizer-like`` objects that hold the wrapped
-  optimizer and forward ``param_groups``: ``plp`` (:class:`plp_bench.plp.PLP`), ``xgrad``
-  (:class:`baselines.xgrad.WeightPrediction`) and the weight jumps of
-  :mod:`plp_bench.weight_jumps`. They stack in the order listed. A factory with a keyword
-  ``context`` is given the run's :class:`~plp_bench.build_context.BuildContext` (step budget,
-  the workload's jump steps, a seed); it is not an option a config can set.
+* ``WRAPPERS``: ``(optimizer, **options) -> optimizer``, ``torch.optim.Optimizer`` subclasses
+  that wrap another and share its ``param_groups`` (:class:`baselines.wrapper.OptimizerWrapper`):
+  ``plp`` (:class:`plp_bench.plp.PLP`), ``xgrad`` (:class:`baselines.xgrad.WeightPrediction`)
+  and the weight jumps of :mod:`plp_bench.weight_jumps`. They stack in the order listed. A
+  factory with a keyword ``context`` is given the run's
+  :class:`~plp_bench.build_context.BuildContext` (step budget, the workload's jump steps, a
+  seed); it is not an option a config can set.
 * ``SCHEDULES`` (:mod:`plp_bench.schedules`): per-step values of one param-group field.
 
 A named method (``METHODS``, read from the ``methods.yaml`` shipped in the package) is a
@@ -49,7 +50,7 @@ class OptimizerSpec:
 
 
 OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
-WRAPPERS: Registry[Callable[..., Any]] = Registry("wrapper")
+WRAPPERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("wrapper")
 
 OPTIMIZERS.add("sgd", OptimizerSpec(torch.optim.SGD, {"lr": 0.01, "momentum": 0.9}))
 # plain gradient descent, tuned apart from SGD because full-batch methods use it
@@ -105,8 +106,8 @@ def _options_of(fn: Callable, skip: int) -> list[str]:
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "context"]
 
 
-def _build_wrapper(name: str, optimizer: Any, options: dict[str, Any],
-                   context: BuildContext) -> Any:
+def _build_wrapper(name: str, optimizer: torch.optim.Optimizer, options: dict[str, Any],
+                   context: BuildContext) -> torch.optim.Optimizer:
     factory = WRAPPERS.get(name)
     if "context" in inspect.signature(factory).parameters:
         return factory(optimizer, **options, context=context)
@@ -196,7 +197,7 @@ def resolve_hyperparameters(
 class BuiltMethod:
     """What the training loop drives: the (possibly wrapped) optimizer and its schedules."""
 
-    optimizer: Any
+    optimizer: torch.optim.Optimizer
     schedules: list[Schedule]
     hyperparameters: dict[str, Any]
     tuned: bool

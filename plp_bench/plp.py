@@ -64,8 +64,8 @@ _TRACKED = "in_cycle"
 class PLP(OptimizerWrapper):
     """Parameter linear prediction every ``cycle`` steps of ``optimizer`` (see the module)."""
 
-    def __init__(self, optimizer: Any, *, step: float = 1.0, cycle: int = 3, warmup: int = 0,
-                 min_cosine: float | None = None, foreach: bool = True):
+    def __init__(self, optimizer: torch.optim.Optimizer, *, step: float = 1.0, cycle: int = 3,
+                 warmup: int = 0, min_cosine: float | None = None, foreach: bool = True):
         super().__init__(optimizer)
         _check_step(step)
         if isinstance(cycle, bool) or not isinstance(cycle, int) or cycle < 3:

@@ -45,6 +45,8 @@ from typing import Any
 
 import torch
 
+from baselines.wrapper import wrappers
+
 from . import data as data_module
 from . import environment
 from .build_context import BuildContext
@@ -336,14 +338,12 @@ class _TrainedRun:
         )
 
 
-def method_details(optimizer: Any) -> dict[str, Any]:
+def method_details(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """What the method reports about itself (``run_details()`` of each wrapper in the chain,
     outermost first), keyed by the wrapper's class name."""
     details: dict[str, Any] = {}
-    layer = optimizer
-    while layer is not None and not isinstance(layer, torch.optim.Optimizer):
+    for layer in wrappers(optimizer):
         report = getattr(type(layer), "run_details", None)
         if report is not None:
             details[type(layer).__name__] = report(layer)
-        layer = getattr(layer, "optimizer", None)
     return details

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import Any
+
+import torch
 
 from baselines.introspection.histories import WeightHistoryRecorder
 from baselines.introspection.jumps import FitJumps, IntrospectionJumps, NoiseJumps, WeightJumps
@@ -39,7 +40,7 @@ def _cached_net(name: str, weights: str | None) -> IntrospectionNet:
     return load_net(name, weights)
 
 
-def introspection(optimizer: Any, *, net: str = "introspection", weights: str | None = None,
+def introspection(optimizer: torch.optim.Optimizer, *, net: str = "introspection", weights: str | None = None,
                   jump_steps: list[int] | None = None, reset_state: bool = False,
                   context: BuildContext = PROBE_CONTEXT) -> WeightJumps:
     """Jumps by the introspection network ``net`` (``introspection`` or
@@ -54,7 +55,7 @@ def introspection(optimizer: Any, *, net: str = "introspection", weights: str | 
                               net=trained, reset_state=reset_state)
 
 
-def fit_jumps(optimizer: Any, *, degree: int = 1, ratio: float = 1.1,
+def fit_jumps(optimizer: torch.optim.Optimizer, *, degree: int = 1, ratio: float = 1.1,
               jump_steps: list[int] | None = None, reset_state: bool = False,
               context: BuildContext = PROBE_CONTEXT) -> WeightJumps:
     """Jumps to a least-squares line (degree 1) or parabola (degree 2) at ``ratio * t``."""
@@ -62,7 +63,7 @@ def fit_jumps(optimizer: Any, *, degree: int = 1, ratio: float = 1.1,
                     degree=degree, ratio=ratio, reset_state=reset_state)
 
 
-def noise_jumps(optimizer: Any, *, std: float = 1e-3, jump_steps: list[int] | None = None,
+def noise_jumps(optimizer: torch.optim.Optimizer, *, std: float = 1e-3, jump_steps: list[int] | None = None,
                 reset_state: bool = False,
                 context: BuildContext = PROBE_CONTEXT) -> WeightJumps:
     """Jumps that add N(0, std^2) to every weight; the noise is seeded by the run's seed."""
@@ -70,7 +71,7 @@ def noise_jumps(optimizer: Any, *, std: float = 1e-3, jump_steps: list[int] | No
                       seed=context.seed, reset_state=reset_state)
 
 
-def record_history(optimizer: Any, *, pool_size: int = 20000, every: int = 10,
+def record_history(optimizer: torch.optim.Optimizer, *, pool_size: int = 20000, every: int = 10,
                    context: BuildContext = PROBE_CONTEXT) -> WeightHistoryRecorder:
     """Records a random pool of scalar weights every ``every`` steps (chosen by the seed)."""
     return WeightHistoryRecorder(optimizer, pool_size=pool_size, every=every, seed=context.seed)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from baselines.wrapper import innermost
+
 HOST_READS = frozenset({
     "aten::_local_scalar_dense", "aten::equal", "aten::is_nonzero", "aten::nonzero",
     "aten::masked_select", "aten::_unique2", "aten::unique_dim", "aten::unique_consecutive",
@@ -41,9 +43,7 @@ class HostReads(TorchDispatchMode):
 def step_counters(optimizer) -> Callable[[torch.Tensor], bool]:
     """An ``exempt`` for the innermost optimizer's ``state[p]["step"]`` tensors (host scalars
     in ``torch.optim`` unless capturable or fused)."""
-    inner = optimizer
-    while not isinstance(inner, torch.optim.Optimizer):
-        inner = inner.optimizer
+    inner = innermost(optimizer)
 
     def exempt(tensor: torch.Tensor) -> bool:
         return any(state.get("step") is tensor for state in inner.state.values())

@@ -7,6 +7,7 @@ import pytest
 import torch
 from helpers import tiny
 
+from baselines.wrapper import innermost
 from benchmarks.costs import StepBench
 from plp_bench import run
 from plp_bench.execution import ExecutionSettings
@@ -40,9 +41,7 @@ def tensors_held(obj, seen=None):
 
 
 def host_step_counters(optimizer):
-    inner = optimizer
-    while not isinstance(inner, torch.optim.Optimizer):
-        inner = inner.optimizer
+    inner = innermost(optimizer)
     return {id(s["step"]) for s in inner.state.values() if "step" in s}
 
 

@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from literals import introspection_formula
 
 from baselines.introspection import (
     FitJumps,
@@ -36,28 +37,12 @@ from baselines.introspection.predictors import (
 )
 
 
-def literal_introspection(net: IntrospectionNet, history: np.ndarray) -> np.ndarray:
-    """Sinha et al. section 3 in float64: (W2 relu(W1 (1000 h) + b1) + b2) / 1000, row by row."""
-    w1 = net.inner.weight.detach().double().numpy()
-    b1 = net.inner.bias.detach().double().numpy()
-    w2 = net.outer.weight.detach().double().numpy()[0]
-    b2 = float(net.outer.bias.detach().double().numpy()[0])
-    out = []
-    for row in history:
-        hidden = [sum(w1[j, i] * (1000.0 * row[i]) for i in range(4)) + b1[j]
-                  for j in range(len(b1))]
-        if not net.linear:
-            hidden = [max(h, 0.0) for h in hidden]
-        out.append((sum(w2[j] * hidden[j] for j in range(len(hidden))) + b2) / 1000.0)
-    return np.array(out)
-
-
 @pytest.mark.parametrize("linear", [False, True])
 def test_network_forward_is_the_papers_formula_with_scaling_applied_once(linear):
     torch.manual_seed(0)
     net = IntrospectionNet(linear=linear).double()
     history = torch.randn(50, 4, dtype=torch.float64) * 0.05
-    expected = literal_introspection(net, history.numpy())
+    expected = introspection_formula(net, history.numpy())
     np.testing.assert_allclose(net(history).detach().numpy(), expected, rtol=1e-12, atol=1e-15)
     twin = IntrospectionNet(linear=not linear).double()
     twin.load_state_dict(net.state_dict())
@@ -186,7 +171,7 @@ def test_a_jump_sets_every_weight_to_the_networks_prediction_of_its_own_history(
                                        model.parameters(), strict=True):
         history = torch.stack([p0.reshape(-1), p4.reshape(-1), p7.reshape(-1),
                                p10.detach().reshape(-1)], dim=1).double()
-        expected = literal_introspection(net, history.numpy())
+        expected = introspection_formula(net, history.numpy())
         np.testing.assert_allclose(jumped.detach().reshape(-1).double().numpy(), expected,
                                    rtol=1e-5, atol=1e-7)
 

@@ -5,6 +5,7 @@ import copy
 
 import pytest
 import torch
+from literals import plp_algorithm1
 
 from plp_bench import PLP
 
@@ -25,15 +26,6 @@ class RandomWalk(torch.optim.Optimizer):
                     p.add_(delta.to(p.dtype), alpha=group["lr"])
 
 
-def algorithm1(points: list[torch.Tensor], step: float) -> torch.Tensor:
-    """The paper's equations, literally: midpoints, slope, prediction."""
-    w1, w2, w3 = points
-    m12 = (w1 + w2) / 2
-    m23 = (w2 + w3) / 2
-    slope = m23 - m12
-    return m23 + step * slope
-
-
 def reference_walk(initial, seed, steps, step_size, cycle=3, warmup=0, scale=1.0):
     """Algorithm 1 over the same random walk, with lists of iterates kept in float64."""
     params = [torch.nn.Parameter(p.detach().clone().double()) for p in initial]
@@ -51,7 +43,7 @@ def reference_walk(initial, seed, steps, step_size, cycle=3, warmup=0, scale=1.0
         if position == cycle:
             with torch.no_grad():
                 for i, p in enumerate(params):
-                    p.copy_(algorithm1([k[i] for k in kept], step_size))
+                    p.copy_(plp_algorithm1([k[i] for k in kept], step_size))
             kept = []
     return [p.detach() for p in params]
 
@@ -149,7 +141,7 @@ def test_over_sgd_with_momentum_matches_the_transcription_and_leaves_momentum_al
         if t % 3 == 2:
             with torch.no_grad():
                 for i, p in enumerate(reference.parameters()):
-                    p.copy_(algorithm1([k[i] for k in kept], 1.0))
+                    p.copy_(plp_algorithm1([k[i] for k in kept], 1.0))
             kept = []
     for got, want in zip(model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
@@ -169,7 +161,7 @@ def test_extra_memory_is_one_buffer_per_trained_parameter():
         assert sum(t.numel() * t.element_size() for t in held) == sum(
             p.numel() * p.element_size() for p in trained)
         assert len(held) == len(trained)
-        saved = plp.state_dict()["wrapper"]["state"]
+        saved = plp.state_dict()["state"]
         assert sum(t.numel() for s in saved.values() for t in s.values() if torch.is_tensor(t)) \
             == sum(p.numel() for p in trained)
 
@@ -207,8 +199,8 @@ def test_loading_a_checkpoint_copies_the_buffers():
     for mine, theirs in zip(plp.parameters(), other.parameters(), strict=True):
         ours, loaded = plp.state[mine]["prediction_buffer"], other.state[theirs]["prediction_buffer"]
         assert torch.equal(ours, loaded) and ours.data_ptr() != loaded.data_ptr()
-    with pytest.raises(ValueError, match="expects the keys 'optimizer' and 'wrapper'"):
-        other.load_state_dict(checkpoint["optimizer"])
+    with pytest.raises(ValueError, match="lacks 'wrapped'; it has 'param_groups', 'state'"):
+        other.load_state_dict(torch.optim.SGD(small_net().parameters(), lr=0.1).state_dict())
 
 
 def test_parameters_without_gradients_are_left_exactly_alone():
@@ -242,7 +234,7 @@ def test_a_parameter_without_gradient_at_the_cycle_start_sits_the_cycle_out():
     points = three_steps(RandomWalk([ra, rb], seed=0), ra, rb)
     assert not torch.equal(rb, torch.zeros(3, dtype=torch.float64))
     assert torch.equal(b, rb)
-    torch.testing.assert_close(a.detach(), algorithm1(points, 1.0), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(a.detach(), plp_algorithm1(points, 1.0), rtol=1e-12, atol=1e-12)
 
 
 def test_param_groups_keep_their_own_step_size():
@@ -269,7 +261,7 @@ def test_param_groups_keep_their_own_step_size():
         if t % 3 == 2:
             with torch.no_grad():
                 for i, p in enumerate(r1 + r2):
-                    p.copy_(algorithm1([k[i] for k in kept], 0.5 if i < 2 else 2.0))
+                    p.copy_(plp_algorithm1([k[i] for k in kept], 0.5 if i < 2 else 2.0))
             kept = []
     for got, want in zip(g1 + g2, r1 + r2, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
@@ -313,11 +305,11 @@ def test_the_cosine_guard_keeps_w3_for_a_tensor_that_turned(foreach):
     steady, turning, plp = guard_trajectory(0.0, foreach)
     w = {"steady": [torch.tensor([1.0, 0.0]), torch.tensor([2.0, 0.0]), torch.tensor([3.0, 0.1])],
          "turning": [torch.tensor([1.0, 1.0]), torch.tensor([2.0, 2.0]), torch.tensor([1.0, 1.0])]}
-    torch.testing.assert_close(steady, algorithm1(w["steady"], 1.0).double())
+    torch.testing.assert_close(steady, plp_algorithm1(w["steady"], 1.0).double())
     torch.testing.assert_close(turning, w["turning"][2].double())
     assert plp.guard_skips == 1
     _, unguarded_turning, plp = guard_trajectory(-1.0, foreach)
-    torch.testing.assert_close(unguarded_turning, algorithm1(w["turning"], 1.0).double())
+    torch.testing.assert_close(unguarded_turning, plp_algorithm1(w["turning"], 1.0).double())
     assert plp.guard_skips == 0
 
 
@@ -341,7 +333,7 @@ def test_a_guard_that_never_fires_equals_no_guard(step_size):
 def test_bad_options_are_value_errors_naming_the_value(options, message):
     with pytest.raises(ValueError, match=message):
         PLP(torch.optim.SGD(small_net().parameters(), lr=0.1), **options)
-    with pytest.raises(ValueError, match=r"wraps a torch\.optim\.Optimizer"):
+    with pytest.raises(TypeError, match=r"wraps a torch\.optim\.Optimizer"):
         PLP(object())
 
 

@@ -40,7 +40,7 @@ class WeightHistoryRecorder(OptimizerWrapper):
     """Steps the wrapped optimizer and records ``pool_size`` scalar weights every ``every``
     steps (and at step 0, when created)."""
 
-    def __init__(self, optimizer: Any, *, pool_size: int = 20000, every: int = 10,
+    def __init__(self, optimizer: torch.optim.Optimizer, *, pool_size: int = 20000, every: int = 10,
                  seed: int = 0):
         super().__init__(optimizer)
         if pool_size < 1:
@@ -80,6 +80,19 @@ class WeightHistoryRecorder(OptimizerWrapper):
         if self.steps_taken % self.every == 0:
             self._record()
         return loss
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        raise ValueError("the recorded pool is drawn from the parameters present at step 0: "
+                         "parameters cannot be added while recording")
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"steps_taken": self.steps_taken, "steps": list(self._steps),
+                "rows": [row.clone() for row in self._rows]}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        self.steps_taken = int(extra["steps_taken"])
+        self._steps = [int(s) for s in extra["steps"]]
+        self._rows = [row.float().cpu().clone() for row in extra["rows"]]
 
     def histories(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(steps, values)``: the recorded steps ``(R,)`` and the weights ``(R, pool_size)``."""

@@ -103,35 +103,21 @@ class JumpRecord:
     mean_abs_change: float
 
 
-class _ParameterList:
-    """Stands in for an optimizer when jumps are used as a step post-hook on bare parameters."""
+class _Unstepped(torch.optim.Optimizer):
+    """The optimizer under jumps used as a step post-hook on bare parameters: it holds them
+    and updates nothing (the user's own optimizer does); a closure still runs."""
 
     def __init__(self, params: Iterable[torch.Tensor]):
         params = list(params)
         if not params or not all(isinstance(p, torch.Tensor) for p in params):
             raise ValueError("expected an optimizer or a non-empty iterable of tensors")
-        self.param_groups = [{"params": params}]
-        self.defaults: dict[str, Any] = {}
-        self.state: dict = {}
+        super().__init__(params, {})
 
     def step(self, closure=None):
         if closure is not None:
             with torch.enable_grad():
                 return closure()
         return None
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.param_groups[0]["params"]:
-            p.grad = None
-
-    def add_param_group(self, group: dict[str, Any]) -> None:
-        raise ValueError("jumps over bare parameters are fixed at construction")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
 
 
 class WeightJumps(OptimizerWrapper):
@@ -145,12 +131,12 @@ class WeightJumps(OptimizerWrapper):
     def __init__(self, optimizer_or_params: Any, *, jump_steps: Iterable[int],
                  predictor: Predictor, reset_state: bool = False,
                  chunk_size: int = DEFAULT_CHUNK):
-        if not hasattr(optimizer_or_params, "param_groups"):
-            optimizer_or_params = _ParameterList(optimizer_or_params)
+        if not isinstance(optimizer_or_params, torch.optim.Optimizer):
+            optimizer_or_params = _Unstepped(optimizer_or_params)
         super().__init__(optimizer_or_params)
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        if reset_state and isinstance(self.optimizer, _ParameterList):
+        if reset_state and isinstance(self.optimizer, _Unstepped):
             raise ValueError("reset_state needs the optimizer: wrap it rather than its "
                              "parameters")
         self.schedule = JumpSchedule(jump_steps)
@@ -182,6 +168,10 @@ class WeightJumps(OptimizerWrapper):
         if self.schedule.copies_at(step) and step not in self.snapshots:
             self.snapshots[step] = self._flat()
             self.peak_snapshot_bytes = max(self.peak_snapshot_bytes, self.snapshot_bytes)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        raise ValueError("weight jumps keep copies of the weights from step 0 on: parameters "
+                         "cannot be added after the jumps are set up")
 
     # -- stepping -------------------------------------------------------------------------
     def step(self, closure=None):
