@@ -91,6 +91,9 @@ class OptimizerWrapper(torch.optim.Optimizer):
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         pass
 
+    def _check_loadable(self, extra: dict[str, Any]) -> None:
+        """Refuse a checkpoint this wrapper cannot continue, before anything is loaded."""
+
     def state_dict(self) -> dict[str, Any]:
         """Both levels in torch's layout (see the module); state-dict hooks run as in torch."""
         for hook in self._optimizer_state_dict_pre_hooks.values():
@@ -121,6 +124,7 @@ class OptimizerWrapper(torch.optim.Optimizer):
                              f"{', '.join(map(repr, missing))}; it has "
                              f"{', '.join(map(repr, sorted(state_dict)))} (expected what "
                              f"{type(self).__name__}.state_dict() returns)")
+        self._check_loadable(dict(state_dict.get("extra", {})))
         self.optimizer.load_state_dict({**state_dict["wrapped"],
                                         "param_groups": state_dict["param_groups"]})
         params = self.parameters()

@@ -27,6 +27,17 @@ How this implementation differs from the paper:
     ``w = lerp(w3, buf, (1 - s) / 2)``, i.e. :math:`\frac{1+s}{2} w_3 + \frac{1-s}{2} buf`.
 
   A parameter that did not move in the cycle is left bit-for-bit unchanged.
+* **No memory at all over SGD with momentum** (``path``: ``auto`` picks it where it applies,
+  ``buffer`` forces the 1N path, ``sgd-momentum`` insists on it). Over ``torch.optim.SGD``
+  with momentum, no Nesterov, not maximising, :math:`d_1` and :math:`d_2` are
+  :math:`-\eta m` moves that SGD's own momentum buffer still holds at the third iteration, so
+  PLP makes that iteration's update itself, prediction included, from SGD's state
+  (:mod:`plp_bench.plp_momentum`): no buffer, about one extra pass over the weights a cycle.
+  ``compiled=True`` does that update in one ``torch.compile`` kernel. A group whose momentum
+  is 0 at a cycle's second iteration (SGD then moves without the buffer), or with the cosine
+  guard set (it compares whole moves), keeps :math:`w_1` for that cycle's last two
+  iterations and predicts as the 1N path does. Hooks registered on the wrapped SGD see the
+  iterations it makes (two of three); hooks on PLP see every step.
 * **Cycle length.** ``cycle`` (default 3, the paper's) may be longer: the first
   ``cycle - 3`` iterations of a cycle are plain optimizer steps and the prediction uses the
   last three.
@@ -39,13 +50,14 @@ How this implementation differs from the paper:
   failure case of a sudden change of gradient, where the three-point extrapolation overshoots;
   with a threshold set, a tensor whose two deltas have cosine similarity below it keeps
   :math:`w_3` instead of being predicted. The guard copies :math:`w_2` for the duration of
-  the third step (transient memory N; the persistent state stays 1N).
+  the third step (transient memory N; the persistent state stays 1N, or 0 on the momentum
+  path).
 
 ``step_size`` (``plp_step``) and ``min_cosine`` (``plp_min_cosine``) are per-group settings in
 ``param_groups``, so a schedule can change them; ``cycle`` and ``warmup`` are global because the
 position in the cycle is. The update runs with ``torch._foreach_*`` multi-tensor ops by default;
 ``foreach=False`` selects the per-tensor loop, kept as the reference the fast path is tested
-against.
+against. ``run_details()`` (a record's ``details``) names the path and kernel that ran.
 """
 
 from __future__ import annotations
@@ -57,15 +69,27 @@ import torch
 
 from baselines.wrapper import OptimizerWrapper
 
+from .plp_momentum import (
+    compiled_last_update,
+    group_refusal,
+    last_update,
+    momentum_path_refusal,
+    sgd_update,
+)
+
 _BUFFER = "prediction_buffer"
 _TRACKED = "in_cycle"
+_MOVED = "moved_at_second"  # momentum path: the tensor had a gradient at the second update
+BUFFER_PATH, MOMENTUM_PATH = "buffer", "sgd-momentum"
+PATHS = ("auto", BUFFER_PATH, MOMENTUM_PATH)
 
 
 class PLP(OptimizerWrapper):
     """Parameter linear prediction every ``cycle`` steps of ``optimizer`` (see the module)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, step: float = 1.0, cycle: int = 3,
-                 warmup: int = 0, min_cosine: float | None = None, foreach: bool = True):
+                 warmup: int = 0, min_cosine: float | None = None, foreach: bool = True,
+                 path: str = "auto", compiled: bool = False):
         super().__init__(optimizer)
         _check_step(step)
         if isinstance(cycle, bool) or not isinstance(cycle, int) or cycle < 3:
@@ -74,12 +98,18 @@ class PLP(OptimizerWrapper):
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
             raise ValueError(f"PLP: warmup must be an integer >= 0, got {warmup!r}")
         _check_min_cosine(min_cosine)
+        self.path = _resolve_path(path, compiled, optimizer)
+        self.compiled = bool(compiled)
         self.cycle = cycle
         self.warmup = warmup
         self.foreach = bool(foreach)
         self.steps = 0
         self._guard_skips: torch.Tensor | int = 0  # counted on the device, read on demand
         self._group_defaults = {"plp_step": float(step), "plp_min_cosine": min_cosine}
+        # momentum path, per group index, for the cycle under way: the second update's rate,
+        # and the groups taking the 1N route this cycle
+        self._second_lr: dict[int, float] = {}
+        self._buffered_groups: set[int] = set()
         for group in self.param_groups:
             self._fill_defaults(group)
 
@@ -90,6 +120,11 @@ class PLP(OptimizerWrapper):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         self._fill_defaults(self.param_groups[-1])
+        if self.path == MOMENTUM_PATH:
+            reason = group_refusal(self.param_groups[-1])
+            if reason:
+                self.optimizer.param_groups.pop()
+                raise ValueError(f"PLP on the {MOMENTUM_PATH} path: the new group has {reason}")
 
     @property
     def guard_skips(self) -> int:
@@ -103,40 +138,48 @@ class PLP(OptimizerWrapper):
             return 0
         return (self.steps - self.warmup) % self.cycle + 1
 
+    def run_details(self) -> dict[str, Any]:
+        """What a record keeps: the path that ran, its kernel, the guard's skips."""
+        kernel = "compiled" if self.compiled else "foreach" if self.foreach else "per-tensor"
+        details = {"path": self.path, "kernel": kernel}
+        if any(g["plp_min_cosine"] is not None for g in self.param_groups):
+            details["guard_skips"] = self.guard_skips
+        return details
+
     @torch.no_grad()
     def step(self, closure=None):
-        """One step of the wrapped optimizer, then PLP's bookkeeping for this position."""
+        """One step of the wrapped optimizer with PLP's bookkeeping for this position (on the
+        momentum path, the cycle's last update is PLP's own)."""
         position = self.position()
+        if self.path == MOMENTUM_PATH:
+            loss = self._momentum_step(position, closure)
+        else:
+            loss = self._buffer_step(position, closure)
+        self.steps += 1
+        return loss
+
+    # -- the 1N path ----------------------------------------------------------------------
+    def _buffer_step(self, position: int, closure):
         first, second, last = self.cycle - 2, self.cycle - 1, self.cycle
         snapshots = self._before_last_step() if position == last else None
         loss = self.optimizer.step(closure)
         for group in self.param_groups:
             self._fill_defaults(group)
             if position == first:
-                params = [p for p in group["params"] if p.grad is not None]
-                for p in group["params"]:
-                    self.state[p][_TRACKED] = p.grad is not None
-                buffers = [self._buffer(p) for p in params]
+                self._track(group)
+                params, buffers = self._tracked(group, allocate=True)
                 _apply(_start, params, buffers, foreach=self.foreach)
             elif position == second:
                 params, buffers = self._tracked(group)
                 _apply(_difference, params, buffers, foreach=self.foreach)
             elif position == last:
-                params, buffers = self._tracked(group)
-                step_size = group["plp_step"]
-                if group["plp_min_cosine"] is None:
-                    _apply(_predict, params, buffers, step_size, foreach=self.foreach)
-                else:
-                    self._guard_skips = self._guard_skips + _guarded_predict(
-                        params, buffers, snapshots[id(group)], step_size,
-                        group["plp_min_cosine"], foreach=self.foreach)
-        self.steps += 1
+                self._predict_group(group, snapshots.get(id(group)))
         return loss
 
-    def _before_last_step(self) -> dict[int, list[torch.Tensor]]:
+    def _before_last_step(self, groups=None) -> dict[int, list[torch.Tensor]]:
         """Work on ``w2`` that must happen before the optimizer overwrites it."""
         snapshots = {}
-        for group in self.param_groups:
+        for group in self.param_groups if groups is None else groups:
             self._fill_defaults(group)
             _check_step(group["plp_step"])
             _check_min_cosine(group["plp_min_cosine"])
@@ -147,27 +190,189 @@ class PLP(OptimizerWrapper):
                 _apply(_prepare, params, buffers, group["plp_step"], foreach=self.foreach)
         return snapshots
 
+    def _predict_group(self, group: dict[str, Any], snapshot) -> None:
+        params, buffers = self._tracked(group)
+        step_size = group["plp_step"]
+        if group["plp_min_cosine"] is None:
+            _apply(_predict, params, buffers, step_size, foreach=self.foreach)
+        else:
+            self._guard_skips = self._guard_skips + _guarded_predict(
+                params, buffers, snapshot, step_size, group["plp_min_cosine"],
+                foreach=self.foreach)
+
+    def _track(self, group: dict[str, Any]) -> None:
+        """The cycle's first tracked step: the tensors with a gradient take part."""
+        for p in group["params"]:
+            self.state[p][_TRACKED] = p.grad is not None
+
     def _buffer(self, p: torch.Tensor) -> torch.Tensor:
         state = self.state[p]
         if _BUFFER not in state:
             state[_BUFFER] = torch.empty_like(p, memory_format=torch.preserve_format)
         return state[_BUFFER]
 
-    def _tracked(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def _tracked(self, group: dict[str, Any], allocate: bool = False
+                 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         params = [p for p in group["params"] if self.state.get(p, {}).get(_TRACKED)]
+        if allocate:
+            return params, [self._buffer(p) for p in params]
         return params, [self.state[p][_BUFFER] for p in params]
 
+    # -- the momentum path (plp_bench.plp_momentum) -------------------------------------------
+    def _momentum_step(self, position: int, closure):
+        first, second, last = self.cycle - 2, self.cycle - 1, self.cycle
+        if position == last:
+            return self._last_momentum_step(closure)
+        if position == second:
+            self._second_lr, self._buffered_groups = {}, set()
+            for i, group in enumerate(self.param_groups):
+                self._fill_defaults(group)
+                self._second_lr[i] = float(group["lr"])
+                # the second move is -lr * buffer only if SGD uses the buffer; the guard
+                # compares whole moves: either way this group keeps w1 for this cycle
+                if group["momentum"] == 0 or group["plp_min_cosine"] is not None:
+                    self._buffered_groups.add(i)
+                    params, buffers = self._tracked(group, allocate=True)
+                    _apply(_start, params, buffers, foreach=self.foreach)
+        loss = self.optimizer.step(closure)
+        for i, group in enumerate(self.param_groups):
+            if position == first:
+                self._track(group)
+            elif position == second and i in self._buffered_groups:
+                params, buffers = self._tracked(group)
+                _apply(_difference, params, buffers, foreach=self.foreach)
+            elif position == second:
+                for p in group["params"]:
+                    if self.state.get(p, {}).get(_TRACKED):
+                        self.state[p][_MOVED] = p.grad is not None
+        return loss
+
+    def _last_momentum_step(self, closure):
+        groups = list(enumerate(self.param_groups))
+        buffered = [g for i, g in groups if i in self._buffered_groups]
+        snapshots = self._before_last_step(buffered)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for i, group in groups:
+            self._fill_defaults(group)
+            if i in self._buffered_groups:
+                sgd_update(self.optimizer, group, _with_gradients(group["params"]),
+                           float(group["lr"]))
+                self._predict_group(group, snapshots.get(id(group)))
+                for p in group["params"]:
+                    self.state.get(p, {}).pop(_BUFFER, None)
+            else:
+                _check_step(group["plp_step"])
+                self._fused_group(group, self._second_lr.get(i))
+        self._second_lr, self._buffered_groups = {}, set()
+        return loss
+
+    def _fused_group(self, group: dict[str, Any], second_lr: float | None) -> None:
+        """The cycle's last update and the prediction in one update of ``(w, m)``."""
+        reason = group_refusal({**group, "momentum": 1})  # momentum 0 now is handled
+        if reason:
+            raise ValueError(f"PLP on the {MOMENTUM_PATH} path: a param group now has "
+                             f"{reason}; construct PLP with path='buffer' for such groups")
+        step_size, lr = group["plp_step"], float(group["lr"])
+        buffers = self.optimizer.state
+        plain, moved, still, idle = [], [], [], []
+        for p in group["params"]:
+            own = self.state.get(p, {})
+            tracked = own.get(_TRACKED, False)
+            was_moved = own.pop(_MOVED, False) and second_lr is not None
+            has_buffer = buffers.get(p, {}).get("momentum_buffer") is not None
+            if p.grad is None:
+                if tracked and was_moved and has_buffer:
+                    idle.append(p)
+            elif not tracked or (was_moved and not has_buffer):
+                plain.append(p)  # sits the cycle out (or its second move is lost)
+            elif was_moved:
+                moved.append(p)
+            else:
+                still.append(p)
+        sgd_update(self.optimizer, group, plain, lr)
+        # no second move: the update alone, at ((s + 1) / 2) lr (a new buffer as SGD makes it)
+        sgd_update(self.optimizer, group, still, (step_size + 1) / 2 * lr)
+        if moved:
+            first = step_size / 2 * second_lr
+            settings = {"weight_decay": group["weight_decay"], "momentum": group["momentum"],
+                        "dampening": group["dampening"], "first": first,
+                        "second": (step_size + 1) / 2 * lr}
+            grads = [_dense(p) for p in moved]
+            momenta = [buffers[p]["momentum_buffer"] for p in moved]
+            if self.compiled and group["momentum"] != 0:
+                compiled_last_update(moved, grads, momenta, **settings)
+            else:
+                last_update(moved, grads, momenta, **settings, foreach=self.foreach)
+        if idle and second_lr is not None:
+            torch._foreach_add_(idle, [buffers[p]["momentum_buffer"] for p in idle],
+                                alpha=-step_size / 2 * second_lr)
+
+    # -- checkpoints --------------------------------------------------------------------------
     def _extra_state(self) -> dict[str, Any]:
         return {"steps": self.steps, "cycle": self.cycle, "warmup": self.warmup,
-                "guard_skips": self.guard_skips}
+                "guard_skips": self.guard_skips, "path": self.path,
+                "second_lr": dict(self._second_lr),
+                "buffered_groups": sorted(self._buffered_groups)}
+
+    def _check_loadable(self, extra: dict[str, Any]) -> None:
+        if extra.get("path") == MOMENTUM_PATH and type(self.optimizer) is not torch.optim.SGD:
+            raise ValueError(f"PLP.load_state_dict: the checkpoint was taken on the "
+                             f"{MOMENTUM_PATH!r} path, which this PLP cannot run: the wrapped "
+                             f"optimizer is {type(self.optimizer).__name__}, not "
+                             f"torch.optim.SGD")
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
-        """The position in the cycle comes back with the buffers; ``cycle`` and ``warmup``
-        are taken from the checkpoint (they define what the buffers hold)."""
+        """The position in the cycle comes back with the buffers; ``cycle``, ``warmup`` and
+        the path are taken from the checkpoint (they define what the state holds)."""
+        saved_path = extra.get("path", BUFFER_PATH)
+        # the wrapped optimizer is loaded by now, with the checkpoint's groups
+        refusal = momentum_path_refusal(self.optimizer)
+        if saved_path == MOMENTUM_PATH and refusal:
+            raise ValueError(f"PLP.load_state_dict: the checkpoint was taken on the "
+                             f"{MOMENTUM_PATH!r} path, which this PLP cannot run: {refusal}")
+        if saved_path == BUFFER_PATH and self.compiled:
+            raise ValueError(f"PLP.load_state_dict: the checkpoint was taken on the "
+                             f"{BUFFER_PATH!r} path; compiled=true is the {MOMENTUM_PATH!r} "
+                             f"path's kernel")
+        self.path = saved_path
         self.steps = int(extra["steps"])
         self.cycle = int(extra["cycle"])
         self.warmup = int(extra["warmup"])
         self._guard_skips = int(extra.get("guard_skips", 0))
+        self._second_lr = {int(i): float(lr) for i, lr in extra.get("second_lr", {}).items()}
+        self._buffered_groups = {int(i) for i in extra.get("buffered_groups", [])}
+
+
+def _resolve_path(path: str, compiled: bool, optimizer: torch.optim.Optimizer) -> str:
+    """``auto``: the momentum path where the wrapped optimizer allows it, else the 1N path.
+    The compiled kernel is used only when asked for, and only on the momentum path."""
+    if path not in PATHS:
+        raise ValueError(f"PLP: path must be one of {', '.join(PATHS)}, got {path!r}")
+    if not isinstance(compiled, bool):
+        raise ValueError(f"PLP: compiled must be true or false, got {compiled!r}")
+    refusal = momentum_path_refusal(optimizer)
+    if path == MOMENTUM_PATH and refusal:
+        raise ValueError(f"PLP: path {MOMENTUM_PATH!r} folds the prediction into SGD-momentum's "
+                         f"update, but {refusal}")
+    resolved = path if path != "auto" else BUFFER_PATH if refusal else MOMENTUM_PATH
+    if compiled and resolved != MOMENTUM_PATH:
+        raise ValueError(f"PLP: compiled=true is the {MOMENTUM_PATH} path's kernel, but this "
+                         f"PLP runs the {BUFFER_PATH} path ({refusal or 'asked for'})")
+    return resolved
+
+
+def _with_gradients(params: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [p for p in params if p.grad is not None]
+
+
+def _dense(p: torch.Tensor) -> torch.Tensor:
+    if p.grad.is_sparse:
+        raise ValueError(f"PLP on the {MOMENTUM_PATH} path needs dense gradients; construct it "
+                         f"with path='buffer' for sparse ones")
+    return p.grad
 
 
 def _check_step(step: float) -> None:

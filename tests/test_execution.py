@@ -215,8 +215,10 @@ def test_losses_read_in_batches_give_the_record_of_reads_every_step(monkeypatch,
 
 GUARDED_PLP = MethodConfig(name="plp-guarded", optimizer="sgd", wrappers=[
     ComponentConfig("plp", {"min_cosine": 0.0})])
+# plp-compiled is left out: torch.compile does not trace under the dispatch mode that counts
+# the reads (its kernel takes its scalars as a device tensor, so it reads nothing back)
 TRAINED = [get_method(n) for n in list_methods() if METHODS.get(n).solver is None
-           and METHODS.get(n).applies_to("mlp")] + [GUARDED_PLP]
+           and METHODS.get(n).applies_to("mlp") and n != "plp-compiled"] + [GUARDED_PLP]
 
 
 @pytest.mark.parametrize("method", TRAINED, ids=[m.name for m in TRAINED])
@@ -233,7 +235,8 @@ def test_a_training_step_never_reads_from_the_device(monkeypatch, method):
         record = run(workload, method, seed=0, dataset=dataset, method_built=optimizers.append)
     evaluations = len(record.curves.step) + 1  # the validation curve and the final test
     jumps = sum(len(d.get("jumps", [])) for d in record.details.values())
-    assert mode.reads.count("aten::_local_scalar_dense") == 3 * evaluations + jumps
+    guard_count = int("guard_skips" in record.details.get("PLP", {}))  # read once, for the record
+    assert mode.reads.count("aten::_local_scalar_dense") == 3 * evaluations + jumps + guard_count
     assert set(mode.reads) == {"aten::_local_scalar_dense"}
 
 

@@ -125,12 +125,16 @@ def train(model, optimizer, data):
         optimizer.step(closure)
 
 
-def test_over_sgd_with_momentum_matches_the_transcription_and_leaves_momentum_alone():
+PATHS = ["buffer", "sgd-momentum"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_over_sgd_with_momentum_matches_the_transcription_and_leaves_momentum_alone(path):
     """The paper's setting: SGD momentum 0.9, step 1, on a real network in float64."""
     data = batches(10)
     model = small_net().double()
     reference = copy.deepcopy(model)
-    plp = PLP(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    plp = PLP(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), path=path)
     train(model, plp, data)
 
     sgd = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
@@ -154,7 +158,8 @@ def test_extra_memory_is_one_buffer_per_trained_parameter():
     model = small_net()
     model[0].bias.requires_grad_(False)
     for options in ({}, {"min_cosine": 0.0}, {"step": 0.5}):
-        plp = PLP(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), **options)
+        plp = PLP(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), path="buffer",
+                  **options)
         train(model, plp, batches(7))
         trained = [p for p in model.parameters() if p.requires_grad]
         held = [t for state in plp.state.values() for t in state.values() if torch.is_tensor(t)]
@@ -169,10 +174,11 @@ def test_extra_memory_is_one_buffer_per_trained_parameter():
 @pytest.mark.parametrize("options", [{}, {"step": 0.5}, {"step": 2.0, "min_cosine": 0.2},
                                      {"cycle": 4, "warmup": 1}])
 @pytest.mark.parametrize("stop_after", [4, 5, 6])
-def test_a_checkpoint_taken_mid_cycle_resumes_exactly(options, stop_after):
+@pytest.mark.parametrize("path", PATHS)
+def test_a_checkpoint_taken_mid_cycle_resumes_exactly(options, stop_after, path):
     data = batches(14, seed=1)
     model = small_net(1)
-    plp = PLP(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), **options)
+    plp = PLP(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), path=path, **options)
     train(model, plp, data[:stop_after])
     weights = copy.deepcopy(model.state_dict())
     checkpoint = copy.deepcopy(plp.state_dict())
@@ -191,10 +197,10 @@ def test_a_checkpoint_taken_mid_cycle_resumes_exactly(options, stop_after):
 
 def test_loading_a_checkpoint_copies_the_buffers():
     model = small_net()
-    plp = PLP(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
+    plp = PLP(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), path="buffer")
     train(model, plp, batches(2))
     checkpoint = plp.state_dict()
-    other = PLP(torch.optim.SGD(small_net().parameters(), lr=0.05, momentum=0.9))
+    other = PLP(torch.optim.SGD(small_net().parameters(), lr=0.05, momentum=0.9), path="buffer")
     other.load_state_dict(checkpoint)
     for mine, theirs in zip(plp.parameters(), other.parameters(), strict=True):
         ours, loaded = plp.state[mine]["prediction_buffer"], other.state[theirs]["prediction_buffer"]
@@ -203,13 +209,14 @@ def test_loading_a_checkpoint_copies_the_buffers():
         other.load_state_dict(torch.optim.SGD(small_net().parameters(), lr=0.1).state_dict())
 
 
-def test_parameters_without_gradients_are_left_exactly_alone():
+@pytest.mark.parametrize("path", PATHS)
+def test_parameters_without_gradients_are_left_exactly_alone(path):
     model = small_net()
     unused = torch.nn.Parameter(torch.randn(4, dtype=torch.float32))
     model[2].weight.requires_grad_(False)
     frozen_before = model[2].weight.detach().clone()
     unused_before = unused.detach().clone()
-    plp = PLP(torch.optim.SGD([*model.parameters(), unused], lr=0.1, momentum=0.9))
+    plp = PLP(torch.optim.SGD([*model.parameters(), unused], lr=0.1, momentum=0.9), path=path)
     train(model, plp, batches(9))
     assert torch.equal(model[2].weight, frozen_before)
     assert torch.equal(unused, unused_before)

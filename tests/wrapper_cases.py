@@ -32,6 +32,7 @@ def shipped_net():
 
 WRAPPERS = {
     "plp": lambda opt: PLP(opt),
+    "plp-1n": lambda opt: PLP(opt, path="buffer"),
     "xgrad": lambda opt: WeightPrediction(opt),
     "plp-over-xgrad": lambda opt: PLP(WeightPrediction(opt)),
     "introspection": lambda opt: IntrospectionJumps(opt, jump_steps=JUMP_STEPS,
@@ -120,7 +121,7 @@ class Composed(Plain):
 
 
 def transcription(kind: str, params):
-    if kind == "plp":
+    if kind in ("plp", "plp-1n"):
         return LinearPrediction()
     if kind == "xgrad":
         return PredictedGradient()
