@@ -21,14 +21,24 @@ level up:
 * ``extra``: the wrapper's plain values (step counters, settings), from ``_extra_state``.
 
 A checkpoint therefore loads into a fresh wrapper over fresh parameters, at any depth.
+
+Each subclass's ``step`` runs the step hooks exactly as torch's ``Optimizer`` runs them
+(global and own pre-hooks, which may replace the arguments; then own and global post-hooks),
+but opens the profiler range ``Optimizer.step#<class>.step`` only while a profiler records:
+torch's wrapper opens it on every call, about 30 microseconds on a 2-core CPU, which is 5% of
+a small network's whole training step and would be paid twice (wrapper and wrapped).
 """
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
+from itertools import chain
 from typing import Any
 
 import torch
+from torch.autograd import profiler
+from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 _KEYS = ("state", "param_groups", "wrapped")
 # Optimizer.__getstate__ leaves these out (hooks are often closures); so does the wrapper.
@@ -39,6 +49,11 @@ _HOOK_TABLES = ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks",
 
 class OptimizerWrapper(torch.optim.Optimizer):
     """Wraps ``optimizer`` and shares its groups; subclasses implement ``step``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:
+            cls.step = _with_step_hooks(cls.__dict__["step"])
 
     def __init__(self, optimizer: torch.optim.Optimizer):
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -150,6 +165,36 @@ class OptimizerWrapper(torch.optim.Optimizer):
     def __repr__(self) -> str:
         inner = "\n".join("    " + line for line in repr(self.optimizer).splitlines())
         return f"{type(self).__name__}(\n{inner}\n)"
+
+
+def _with_step_hooks(step):
+    """``step`` with torch's step hooks around it (see the module); marked as hooked, so that
+    ``Optimizer`` does not wrap it again."""
+
+    @functools.wraps(step)
+    def hooked(*args: Any, **kwargs: Any) -> Any:
+        self = args[0]
+        for pre_hook in chain(_global_optimizer_pre_hooks.values(),
+                              self._optimizer_step_pre_hooks.values()):
+            result = pre_hook(self, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError(f"{step} must return None or a tuple of (new_args, "
+                                       f"new_kwargs), but got {result}.")
+                args, kwargs = result
+        if profiler._is_profiler_enabled:
+            with profiler.record_function(f"Optimizer.step#{type(self).__name__}.step"):
+                out = step(*args, **kwargs)
+        else:
+            out = step(*args, **kwargs)
+        self._optimizer_step_code()
+        for post_hook in chain(self._optimizer_step_post_hooks.values(),
+                               _global_optimizer_post_hooks.values()):
+            post_hook(self, args, kwargs)
+        return out
+
+    hooked.hooked = True
+    return hooked
 
 
 def innermost(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:

@@ -375,3 +375,13 @@ def test_the_readmes_own_loop_examples_run_as_written(tmp_path, monkeypatch):
             exec(compile(block, "README.md", "exec"), namespace)
         assert isinstance(namespace["optimizer"], torch.optim.Optimizer)
     assert (tmp_path / "checkpoint.pt").exists()
+
+
+def test_a_profiler_sees_the_wrappers_step_as_torch_names_it():
+    _, closure, groups = quadratic()
+    plp = PLP(WRAPPERS["xgrad"](sgd(groups)))
+    with torch.profiler.profile() as recorded:
+        plp.step(closure(plp))
+    names = [e.name for e in recorded.events() if e.name.startswith("Optimizer.step#")]
+    assert names == ["Optimizer.step#PLP.step", "Optimizer.step#WeightPrediction.step",
+                     "Optimizer.step#SGD.step"]
