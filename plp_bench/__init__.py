@@ -10,7 +10,7 @@ from one above (``tests/test_layers.py`` checks this list against every import, 
 functions included, and that the imports form no circle):
 
 1. foundations: config, registry, stats, verdicts, tables, profiles, environment, build_context
-2. parts: data, models, execution, schedules, solvers, plp, weight_jumps, results
+2. parts: data, models, execution, schedules, solvers, plp_momentum, plp, weight_jumps, results
 3. definitions: methods, workloads
 4. one run's protocol: run_protocol, scoring, training_clock
 5. runs and measurements: training, linearized_run, throughput, introspection_training
