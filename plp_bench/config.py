@@ -83,7 +83,10 @@ def _type_name(tp: Any) -> str:
     return {type(None): "null", dict: "mapping", list: "list"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
-def _check_value(value: Any, tp: Any, *, source: str | None, path: tuple, meta: Mapping) -> Any:
+def check_value(value: Any, tp: Any, *, source: str | None, path: tuple, meta: Mapping) -> Any:
+    """``value`` checked against annotation ``tp`` (and the bounds and choices in ``meta``),
+    converted where the annotation allows (text that spells a number); a :class:`ConfigError`
+    at ``path`` otherwise."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -94,7 +97,7 @@ def _check_value(value: Any, tp: Any, *, source: str | None, path: tuple, meta: 
         errors = []
         for option in (a for a in args if a is not type(None)):
             try:
-                return _check_value(value, option, source=source, path=path, meta=meta)
+                return check_value(value, option, source=source, path=path, meta=meta)
             except ConfigError as err:
                 errors.append(err)
         if len(errors) == 1:
@@ -112,7 +115,7 @@ def _check_value(value: Any, tp: Any, *, source: str | None, path: tuple, meta: 
             raise ConfigError(f"expected a list, got {value!r}", source=source, path=path)
         item_type = args[0] if args else Any
         items = [
-            _check_value(v, item_type, source=source, path=(*path, i), meta=meta)
+            check_value(v, item_type, source=source, path=(*path, i), meta=meta)
             for i, v in enumerate(value)
         ]
         return tuple(items) if (origin or tp) is tuple else items
@@ -124,7 +127,7 @@ def _check_value(value: Any, tp: Any, *, source: str | None, path: tuple, meta: 
         for k, v in value.items():
             if not isinstance(k, str):
                 raise ConfigError(f"keys must be strings, got {k!r}", source=source, path=path)
-            out[k] = _check_value(v, value_type, source=source, path=(*path, k), meta=meta)
+            out[k] = check_value(v, value_type, source=source, path=(*path, k), meta=meta)
         return out
     if tp is bool:
         if not isinstance(value, bool):
@@ -192,7 +195,7 @@ def parse(cls: type[T], data: Any, *, source: str | None = None, path: tuple = (
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError("this key is required", source=source, path=(*path, name))
             continue
-        values[name] = _check_value(data[name], hints[name], source=source, path=(*path, name),
+        values[name] = check_value(data[name], hints[name], source=source, path=(*path, name),
                                     meta=f.metadata)
     try:
         return cls(**values)

@@ -22,8 +22,9 @@ workload's tuned settings for that optimizer, then the method's own overrides.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -35,6 +36,17 @@ from . import models as models_module
 from . import weight_jumps
 from .build_context import PROBE_CONTEXT, BuildContext
 from .config import ConfigError, closest, field, parse, read_yaml
+from .option_schemas import (
+    ADAM_HYPERPARAMETERS,
+    ADAMW_HYPERPARAMETERS,
+    ANY,
+    SCHEDULE_OPTIONS,
+    SGD_HYPERPARAMETERS,
+    SOLVER_OPTIONS,
+    WRAPPER_OPTIONS,
+    Option,
+    check_settings,
+)
 from .plp import PLP
 from .registry import Registry
 from .schedules import SCHEDULES, Schedule
@@ -47,16 +59,20 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 class OptimizerSpec:
     factory: OptimizerFactory
     defaults: dict[str, Any]
+    hyperparameters: dict[str, Option]  # what the factory takes, key by key
 
 
 OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
 WRAPPERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("wrapper")
 
-OPTIMIZERS.add("sgd", OptimizerSpec(torch.optim.SGD, {"lr": 0.01, "momentum": 0.9}))
+OPTIMIZERS.add("sgd", OptimizerSpec(torch.optim.SGD, {"lr": 0.01, "momentum": 0.9},
+                                    SGD_HYPERPARAMETERS))
 # plain gradient descent, tuned apart from SGD because full-batch methods use it
-OPTIMIZERS.add("gd", OptimizerSpec(torch.optim.SGD, {"lr": 0.1, "momentum": 0.0}))
-OPTIMIZERS.add("adam", OptimizerSpec(torch.optim.Adam, {"lr": 1e-3}))
-OPTIMIZERS.add("adamw", OptimizerSpec(torch.optim.AdamW, {"lr": 1e-3, "weight_decay": 1e-2}))
+OPTIMIZERS.add("gd", OptimizerSpec(torch.optim.SGD, {"lr": 0.1, "momentum": 0.0},
+                                   SGD_HYPERPARAMETERS))
+OPTIMIZERS.add("adam", OptimizerSpec(torch.optim.Adam, {"lr": 1e-3}, ADAM_HYPERPARAMETERS))
+OPTIMIZERS.add("adamw", OptimizerSpec(torch.optim.AdamW, {"lr": 1e-3, "weight_decay": 1e-2},
+                                      ADAMW_HYPERPARAMETERS))
 WRAPPERS.add("plp", PLP)
 WRAPPERS.add("xgrad", WeightPrediction)
 WRAPPERS.add("introspection", weight_jumps.introspection)
@@ -115,32 +131,35 @@ def _build_wrapper(name: str, optimizer: torch.optim.Optimizer, options: dict[st
 
 
 def check_method(method: MethodConfig, *, source: str | None = None, path: tuple = (),
-                 values: bool = True) -> None:
-    """Every name registered and every option accepted, or a :class:`ConfigError`; with
-    ``values``, every value too (by building the method once, see :func:`_check_values`)."""
+                 values: bool = True) -> MethodConfig:
+    """Every name registered and every hyperparameter and option of the right type and in
+    range (:mod:`plp_bench.option_schemas`), or a :class:`ConfigError` naming the key path;
+    with ``values``, the method is also built once (see :func:`_check_values`). Returns the
+    method with its settings converted (text that spells a number, as YAML 1.1 writes 1e-4)."""
     spec = OPTIMIZERS.get(method.optimizer)
-    allowed = _options_of(spec.factory, 1)
-    for key in method.hyperparameters:
-        if key not in allowed:
-            raise ConfigError(f"{method.optimizer} has no hyperparameter {key!r}; "
-                              f"allowed: {', '.join(allowed)}", source=source,
-                              path=(*path, "hyperparameters", key))
+    hyperparameters = check_settings(spec.hyperparameters, method.hyperparameters,
+                                     receiver=method.optimizer, noun="hyperparameter",
+                                     source=source,
+                                     path=(*path, "hyperparameters"))
     solvers = [method.solver] if method.solver is not None else []
-    for kind, registry, items, skip in (("wrappers", WRAPPERS, method.wrappers, 1),
-                                        ("schedules", SCHEDULES, method.schedules, 0),
-                                        ("solver", SOLVERS, solvers, 0)):
+    checked: dict[str, list[ComponentConfig]] = {}
+    for kind, registry, schemas, items, skip in (
+            ("wrappers", WRAPPERS, WRAPPER_OPTIONS, method.wrappers, 1),
+            ("schedules", SCHEDULES, SCHEDULE_OPTIONS, method.schedules, 0),
+            ("solver", SOLVERS, SOLVER_OPTIONS, solvers, 0)):
+        checked[kind] = []
         for i, item in enumerate(items):
             where = (*path, kind) if kind == "solver" else (*path, kind, i)
             if item.name not in registry:
                 raise ConfigError(f"unknown {registry.kind} {item.name!r}"
                                   f"{closest(item.name, registry.names())}", source=source,
                                   path=(*where, "name"))
-            allowed = _options_of(registry.get(item.name), skip)
-            for key in item.options:
-                if key not in allowed:
-                    raise ConfigError(f"{registry.kind} {item.name!r} has no option {key!r}; "
-                                      f"allowed: {', '.join(allowed) or '(none)'}",
-                                      source=source, path=(*where, "options", key))
+            schema = schemas.get(item.name) or {
+                key: Option(ANY) for key in _options_of(registry.get(item.name), skip)}
+            options = check_settings(schema, item.options,
+                                     receiver=f"{registry.kind} {item.name!r}", noun="option",
+                                     source=source, path=(*where, "options"))
+            checked[kind].append(ComponentConfig(item.name, options))
     if method.solver is not None and (method.wrappers or method.schedules):
         raise ConfigError("a method with a solver integrates the linearised network instead of "
                           "stepping an optimizer: it takes no wrappers or schedules",
@@ -150,35 +169,57 @@ def check_method(method: MethodConfig, *, source: str | None = None, path: tuple
             raise ConfigError(f"unknown model {model!r}"
                               f"{closest(model, models_module.list_models())}", source=source,
                               path=(*path, "models", i))
+    method = replace(method, hyperparameters=hyperparameters, wrappers=checked["wrappers"],
+                     schedules=checked["schedules"],
+                     solver=checked["solver"][0] if checked["solver"] else None)
     if values:
         _check_values(method, source=source, path=path)
+    return method
 
 
 def _check_values(method: MethodConfig, *, source: str | None, path: tuple) -> None:
-    """Build the method once over a one-element parameter, so that a bad value (a negative
-    step size, a cycle of 2) is reported with its key before any training starts."""
+    """Build the method once over a one-element parameter, so that what only the receivers
+    check (a combination such as Nesterov without momentum, a weights file that is missing) is
+    reported before any training starts, at the key the message names when it names one."""
     spec = OPTIMIZERS.get(method.optimizer)
     probe = [torch.nn.Parameter(torch.zeros(1))]
     try:
         optimizer = spec.factory(probe, **{**spec.defaults, **method.hyperparameters})
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"{method.optimizer}: {err}", source=source,
-                          path=(*path, "hyperparameters")) from None
+        raise _refused(f"{method.optimizer}: {err}", method.hyperparameters, source,
+                       (*path, "hyperparameters")) from None
     for i, wrapper in enumerate(method.wrappers):
         try:
             optimizer = _build_wrapper(wrapper.name, optimizer, wrapper.options, PROBE_CONTEXT)
         except (ValueError, TypeError) as err:
-            raise ConfigError(str(err), source=source, path=(*path, "wrappers", i)) from None
+            raise _refused(str(err), wrapper.options, source,
+                           (*path, "wrappers", i, "options")) from None
     for i, schedule in enumerate(method.schedules):
         try:
             SCHEDULES.get(schedule.name)(**schedule.options)
         except (ValueError, TypeError) as err:
-            raise ConfigError(str(err), source=source, path=(*path, "schedules", i)) from None
+            raise _refused(str(err), schedule.options, source,
+                           (*path, "schedules", i, "options")) from None
     if method.solver is not None:
         try:
             SOLVERS.get(method.solver.name)(**method.solver.options)
         except (ValueError, TypeError) as err:
-            raise ConfigError(str(err), source=source, path=(*path, "solver")) from None
+            raise _refused(str(err), method.solver.options, source,
+                           (*path, "solver", "options")) from None
+
+
+def _refused(problem: str, settings: dict[str, Any], source: str | None,
+             path: tuple) -> ConfigError:
+    """A receiver's refusal at the one key of ``settings`` its message names (or the only
+    key given), with that key's value; else at the settings as a whole."""
+    named = [key for key in settings if re.search(rf"\b{re.escape(key)}\b", problem)]
+    if not named and len(settings) == 1:
+        named = list(settings)
+    if len(named) == 1:
+        key = named[0]
+        return ConfigError(f"{problem} (got {settings[key]!r})", source=source,
+                           path=(*path, key))
+    return ConfigError(problem, source=source, path=path[:-1] if path[-1] == "options" else path)
 
 
 def resolve_hyperparameters(
@@ -213,7 +254,7 @@ def build_method(
 ) -> BuiltMethod:
     """Instantiate ``method`` over ``params``: optimizer, then wrappers in order, then schedules
     (the workload's learning-rate schedule first, then the method's own)."""
-    check_method(method)
+    method = check_method(method)
     hyperparameters, was_tuned = resolve_hyperparameters(method, tuned)
     try:
         optimizer = OPTIMIZERS.get(method.optimizer).factory(params, **hyperparameters)
@@ -240,8 +281,7 @@ def load_methods_file(path, registry: Registry[MethodConfig] = METHODS, *,
         if not isinstance(body, dict):
             raise ConfigError("expected a mapping", source=str(path), path=(name,))
         method = parse(MethodConfig, {"name": name, **body}, source=str(path), path=(name,))
-        check_method(method, source=str(path), path=(name,), values=values)
-        registry.add(name, method)
+        registry.add(name, check_method(method, source=str(path), path=(name,), values=values))
 
 
 def list_methods() -> list[str]:

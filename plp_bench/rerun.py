@@ -54,7 +54,7 @@ def rebuild(record: RunResult, source: str
     except (KeyError, TypeError) as error:
         raise ConfigError(f"the record's config is incomplete ({error})", source=source,
                           path=("config",)) from None
-    check_method(method, source=source, path=("config", "method"))
+    method = check_method(method, source=source, path=("config", "method"))
     return workload, method, settings
 
 

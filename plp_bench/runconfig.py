@@ -111,8 +111,7 @@ def resolve_method(entry: str | dict, *, source: str | None = None, path: tuple 
     if isinstance(entry, str):
         return _registered(methods_module.METHODS, entry, source=source, path=path)
     method = parse(MethodConfig, entry, source=source, path=path)
-    check_method(method, source=source, path=path)
-    return method
+    return check_method(method, source=source, path=path)
 
 
 def resolve(config: RunConfig, *, source: str | None = None) -> Plan:
@@ -166,8 +165,11 @@ def load_run_config(path: str | None, **overrides: Any) -> tuple[RunConfig, str 
     body: dict[str, Any] = {}
     if path is not None:
         data = read_yaml(path)
-        if data is None:
-            data = {}
+        if data is None or data == {}:
+            # a wrong path or an unsaved buffer, far more often than a wish for the default
+            raise ConfigError("is empty: it sets nothing (run without a file for the default "
+                              "job, or give workloads, methods or other run settings)",
+                              source=path)
         if not isinstance(data, dict):
             raise ConfigError("expected a mapping of run settings", source=path)
         body = data

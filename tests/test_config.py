@@ -80,16 +80,20 @@ def test_nested_key_path_in_run_config(tmp_path):
      "schedule 'cyclic' has no option 'hi'"),
     ({"methods": [{"name": "m", "optimizer": "sgd", "wrappers": [{"name": "plp",
                                                                   "options": {"cycle": 2}}]}]},
-     "methods.0.wrappers.0: PLP: cycle must be an integer >= 3 (three points per prediction), "
-     "got 2"),
+     "methods.0.wrappers.0.options.cycle: 2 is out of range; allowed: an integer >= 3"),
     ({"methods": [{"name": "m", "optimizer": "adam", "wrappers": [
         {"name": "xgrad"}, {"name": "plp", "options": {"step": -2}}]}]},
-     "methods.0.wrappers.1: PLP: step must be a finite number >= 0, got -2"),
+     "methods.0.wrappers.1.options.step: -2 is out of range; allowed: a number >= 0"),
     ({"methods": [{"name": "m", "optimizer": "sgd", "schedules": [
         {"name": "demon", "options": {"beta_init": 1.5}}]}]},
-     "methods.0.schedules.0: demon: beta_init must be in [0, 1), got 1.5"),
+     "methods.0.schedules.0.options.beta_init: 1.5 is out of range; allowed: null or a number "
+     "in [0, 1)"),
     ({"methods": [{"name": "m", "optimizer": "sgd", "hyperparameters": {"lr": -1}}]},
-     "methods.0.hyperparameters: sgd: Invalid learning rate: -1"),
+     "methods.0.hyperparameters.lr: -1 is out of range; allowed: a number > 0"),
+    ({"methods": [{"name": "m", "optimizer": "sgd",
+                   "hyperparameters": {"nesterov": True, "dampening": 0.5}}]},
+     "methods.0.hyperparameters.dampening: sgd: Nesterov momentum requires a momentum and "
+     "zero dampening (got 0.5)"),
     ({"seeds": 0}, "seeds: 0 is below the minimum 1"),
     ({"seeds": [1, 1]}, "seeds: give distinct non-negative seeds"),
     ({"workloads": ["digits-mlp", "digits-mlp"]}, "workloads: listed twice: digits-mlp"),
