@@ -27,7 +27,7 @@ from .results import ResultError
 from .run_protocol import DeviceError
 
 EXIT_CONFIG = 2  # a value the user gave is not allowed
-EXIT_DATA = 1  # a data file is missing or damaged
+EXIT_DATA = 1  # a data file is missing or malformed (a non-canonical one is EXIT_CONFIG)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _console(stream) -> Console:
     interactive = stream.isatty()
-    return Console(file=stream, width=None if interactive else 160)
+    # paths and values in messages are printed as they are: no markup is read from them,
+    # and no ":name:" in a path (":train:" between an archive and its member) becomes an emoji
+    return Console(file=stream, width=None if interactive else 160, emoji=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,7 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         streams.err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
-        return EXIT_DATA if isinstance(error, data.DataError) else EXIT_CONFIG
+        missing = isinstance(error, data.DataError) and not isinstance(error,
+                                                                      data.NotCanonicalError)
+        return EXIT_DATA if missing else EXIT_CONFIG
 
 
 if __name__ == "__main__":

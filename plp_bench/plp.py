@@ -50,8 +50,8 @@ How this implementation differs from the paper:
   failure case of a sudden change of gradient, where the three-point extrapolation overshoots;
   with a threshold set, a tensor whose two deltas have cosine similarity below it keeps
   :math:`w_3` instead of being predicted. The guard copies :math:`w_2` for the duration of
-  the third step (transient memory N; the persistent state stays 1N, or 0 on the momentum
-  path).
+  the third step (transient memory N, plus float64 chunks of a fixed 1.5 MB for its sums; the
+  persistent state stays 1N, or 0 on the momentum path).
 
 ``step_size`` (``plp_step``) and ``min_cosine`` (``plp_min_cosine``) are per-group settings in
 ``param_groups``, so a schedule can change them; ``cycle`` and ``warmup`` are global because the
@@ -441,6 +441,21 @@ def _predict(params, buffers, step_size: float, *, foreach: bool) -> None:
             p.lerp_(buf, weight)
 
 
+GUARD_CHUNK = 1 << 16  # elements per float64 chunk of the guard's sums
+
+
+def _dot_and_norms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``[a.b, a.a, b.b]`` accumulated in float64 over chunks of :data:`GUARD_CHUNK` elements:
+    float64 sums without float64 copies of the tensors (transient memory: three chunks)."""
+    a, b = a.reshape(-1), b.reshape(-1)
+    total = torch.zeros(3, dtype=torch.float64, device=a.device)
+    for start in range(0, a.numel(), GUARD_CHUNK):
+        x = a[start:start + GUARD_CHUNK].double()
+        y = b[start:start + GUARD_CHUNK].double()
+        total += torch.stack([torch.dot(x, y), torch.dot(x, x), torch.dot(y, y)])
+    return total
+
+
 def _guarded_predict(params, buffers, snapshots, step_size: float, min_cosine: float, *,
                      foreach: bool) -> torch.Tensor | int:
     """The prediction for the tensors whose deltas agree in direction; returns how many were
@@ -451,10 +466,8 @@ def _guarded_predict(params, buffers, snapshots, step_size: float, min_cosine: f
         return 0
     for p, snap in zip(params, snapshots, strict=True):
         snap.sub_(p)
-    dots = torch.stack([torch.sum(b.double() * s.double()) for b, s in zip(buffers, snapshots,
-                                                                            strict=True)])
-    norms = torch.stack([torch.linalg.vector_norm(b.double()) * torch.linalg.vector_norm(s.double())
-                         for b, s in zip(buffers, snapshots, strict=True)])
+    sums = torch.stack([_dot_and_norms(b, s) for b, s in zip(buffers, snapshots, strict=True)])
+    dots, norms = sums[:, 0], sums[:, 1].sqrt() * sums[:, 2].sqrt()
     skip = (norms > 0) & (dots < min_cosine * norms)
     kept = (~skip).double()
     first = [c.to(p.dtype) for c, p in zip((kept * (-step_size / 2)).unbind(), params,

@@ -27,8 +27,10 @@ class RichSweepProgress:
     def __init__(self, console: Console):
         self.console = console
         self.bars = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            # labels hold user-given names: shown as written (no markup, no emoji codes)
+            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}", markup=False), TimeElapsedColumn(),
+            TimeRemainingColumn(),
             console=console, transient=False,
         )
         self.sweep_bar: TaskID | None = None
@@ -61,11 +63,11 @@ class RichSweepProgress:
         if self.sweep_bar is not None:
             self.bars.remove_task(self.sweep_bar)
         self.skipped, self.failed = skipped, 0
-        self.sweep_bar = self.bars.add_task(escape(self.label), total=total, completed=skipped,
+        self.sweep_bar = self.bars.add_task(self.label, total=total, completed=skipped,
                                             status=self._grid_status())
 
     def run_started(self, task: RunTask) -> None:
-        self.run_bars[task.label] = self.bars.add_task(escape(task.label), total=1,
+        self.run_bars[task.label] = self.bars.add_task(task.label, total=1,
                                                        completed=0, status="")
         self._update_grid()
 

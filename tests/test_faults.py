@@ -361,5 +361,5 @@ def test_a_damaged_canonical_data_file_is_refused_before_any_run(shared_data, tm
     code = main(["run", "--workload", "banknote-mlp", "--method", "sgd", "--data-dir", str(root),
                  "--results", str(tmp_path / "out")])
     said = " ".join(capsys.readouterr().err.split())
-    assert code == 1 and "plp-bench data fetch banknote" in said
+    assert code == 2 and "plp-bench data fetch banknote" in said
     assert "Traceback" not in said and not (tmp_path / "out").exists()

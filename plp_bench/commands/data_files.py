@@ -22,5 +22,5 @@ def handle_fetch(args: argparse.Namespace, streams: Streams) -> int:
     from ..data.fetch import fetch
 
     for line in fetch(args.name, args.data_dir):
-        streams.out.print(line, highlight=False)
+        streams.out.print(line, highlight=False, markup=False)
     return 0

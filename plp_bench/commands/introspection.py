@@ -90,7 +90,8 @@ def handle_train(args: argparse.Namespace, streams: Streams) -> int:
         result = train_pipeline(settings, data_root=args.data_dir, progress=progress)
     weights, record = save(result, target, _portable_command(streams.argv))
     _print_metrics(result.record, streams.out)
-    streams.out.print(f"weights written to {weights}, record to {record}", highlight=False)
+    streams.out.print(f"weights written to {weights}, record to {record}", highlight=False,
+                      markup=False)
     return 0
 
 

@@ -29,5 +29,6 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
             if args.kind == "all":
                 streams.out.print(f"[bold]{name}[/]")
             for item in lister():
-                streams.out.print(f"  {item}" if args.kind == "all" else item, highlight=False)
+                streams.out.print(f"  {item}" if args.kind == "all" else item, highlight=False,
+                                  markup=False)
     return 0

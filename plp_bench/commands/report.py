@@ -124,14 +124,14 @@ def report(folders: list[str], *, workloads: list[str] | None, compare: str | No
               + (f" (commit {commit[:12]})" if commit else "")
               + (f"; {len(values)} asv values" if values else "")
               + (f"; compared with {compare}: {len(baseline.records)} records"
-                 if baseline else ""), highlight=False)
+                 if baseline else ""), highlight=False, markup=False)
     for line in found.unreadable:
         err.print(f"[yellow]skipped:[/] {escape(line)}", highlight=False)
     if found.failures:
         out.print(f"{len(found.failures)} failed run(s) recorded (not in the tables; a sweep "
-                  "retries them):", highlight=False)
+                  "retries them):", highlight=False, markup=False)
         for line in found.failures:
-            out.print(f"  failed: {line}", highlight=False)
+            out.print(f"  failed: {line}", highlight=False, markup=False)
     if html and found.records:
         from ..html_report import build_commit_page, build_index
 
@@ -142,5 +142,5 @@ def report(folders: list[str], *, workloads: list[str] | None, compare: str | No
                                      summaries=summaries, changes=changes)
             index = build_index(Path(out_dir))
         out.print(f"HTML report: {page} (index: {index}; {time.perf_counter() - started:.1f} s)",
-                  highlight=False)
+                  highlight=False, markup=False)
     return 0 if found.records else 1

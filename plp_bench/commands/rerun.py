@@ -35,14 +35,14 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     path = Path(args.record)
     if not path.is_file():
         raise ConfigError(f"no such record file: {path}", path=("record",))
-    with err.status(f"rerunning {path} ..."):
+    with err.status(f"rerunning {escape(str(path))} ..."):
         recorded, fresh = rerun_record(path, device=args.device, data_root=args.data_dir)
     if args.out:
         save(fresh, args.out)
-        out.print(f"new record written to {args.out}", highlight=False)
+        out.print(f"new record written to {args.out}", highlight=False, markup=False)
     for change in environment_changes(recorded, fresh):
         out.print(f"  environment: {change.field} was {change.recorded!r}, now "
-                  f"{change.rerun!r}", highlight=False)
+                  f"{change.rerun!r}", highlight=False, markup=False)
     found = differences(recorded, fresh)
     label = f"{recorded.workload} / {recorded.method} / seed {recorded.seed}"
     if not found:
@@ -52,5 +52,5 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     out.print(f"[red]differs[/]: the rerun of {escape(label)} changed {len(found)} field(s):")
     for d in found:
         out.print(f"  {d.field}: recorded {_short(d.recorded)}, rerun {_short(d.rerun)}",
-                  highlight=False)
+                  highlight=False, markup=False)
     return 1

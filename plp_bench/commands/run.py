@@ -122,12 +122,13 @@ def _sweep(plan, executor, device: str, streams: Streams) -> int:
         out.print(summary.table(item))
         out.print()
     out.print(f"{report.ran} runs done, {report.skipped} skipped (already in {plan.results}), "
-              f"{len(report.failed)} failed.", highlight=False)
+              f"{len(report.failed)} failed.", highlight=False, markup=False)
     for task, error in report.failed:
         out.print(f"  failed: {task.label}: {error} (details in {task.failure_path})",
-                  highlight=False)
+                  highlight=False, markup=False)
     for path, why in report.invalid:
-        out.print(f"  invalid record set aside and rerun: {path}: {why}", highlight=False)
+        out.print(f"  invalid record set aside and rerun: {path}: {why}", highlight=False,
+                  markup=False)
     for workload_name, method_name, backbones in report.not_applicable:
         out.print(f"  not run: {method_name} does not apply to {workload_name} (backbones: "
                   f"{', '.join(backbones)})", highlight=False)

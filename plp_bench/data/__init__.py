@@ -12,7 +12,7 @@ import torch
 
 from .batches import EpochSampler, random_crop_flip
 from .dataset import Dataset, RawData, build_dataset
-from .files import DataError, data_root
+from .files import DataError, NotCanonicalError, data_root
 from .readers import READERS
 from .readers import check_available as _check_available
 
@@ -22,6 +22,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "EpochSampler",
+    "NotCanonicalError",
     "RawData",
     "build_dataset",
     "check_available",

@@ -21,6 +21,11 @@ class DataError(Exception):
     """A dataset file is missing, truncated or not in the expected format."""
 
 
+class NotCanonicalError(DataError):
+    """A file under a canonical file's name whose checksum is another: refused before it is
+    read (a user-supplied file that is not allowed, like a bad config value)."""
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """One downloadable file: its name on disk, its canonical address and its checksum."""
@@ -33,11 +38,16 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class DatasetFiles:
-    """The files one dataset needs, in which sub-folder of the data root."""
+    """The files one dataset needs, in which sub-folder of the data root; ``also_known``:
+    canonical files of another layout the readers take too (not fetched, but checked)."""
 
     dataset: str
     subdir: str
     files: tuple[RemoteFile, ...]
+    also_known: tuple[RemoteFile, ...] = ()
+
+    def known(self) -> tuple[RemoteFile, ...]:
+        return self.files + self.also_known
 
 
 _UCI = "https://archive.ics.uci.edu/ml/machine-learning-databases"
@@ -69,11 +79,13 @@ CATALOG: dict[str, DatasetFiles] = {
     "cifar10": DatasetFiles("cifar10", "cifar10", (
         RemoteFile("cifar-10-binary.tar.gz", f"{_CIFAR}/cifar-10-binary.tar.gz", "md5",
                    "c32a1d4ab5d03f1284b67883e8d87530"),
-    )),
+    ), (RemoteFile("cifar-10-python.tar.gz", f"{_CIFAR}/cifar-10-python.tar.gz", "md5",
+                   "c58f30108f718f92721af3b95e74349a"),)),
     "cifar100": DatasetFiles("cifar100", "cifar100", (
         RemoteFile("cifar-100-binary.tar.gz", f"{_CIFAR}/cifar-100-binary.tar.gz", "md5",
                    "03b5dce01913d631647c71ecec9e9cb8"),
-    )),
+    ), (RemoteFile("cifar-100-python.tar.gz", f"{_CIFAR}/cifar-100-python.tar.gz", "md5",
+                   "eb9058c3a382ffc7106e4002c42a8d85"),)),
 }
 
 def data_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -132,7 +144,7 @@ def verify_known_file(dataset: str, path: Path) -> None:
     per process and file version; a mismatch is a :class:`DataError` naming the file, both
     digests and the way out. Files of other layouts (an uncompressed copy) have no known
     checksum and are not checked."""
-    remote = next((f for f in CATALOG[dataset].files if f.filename == path.name), None)
+    remote = next((f for f in CATALOG[dataset].known() if f.filename == path.name), None)
     if remote is None or not path.is_file():
         return
     stat = path.stat()
@@ -141,7 +153,7 @@ def verify_known_file(dataset: str, path: Path) -> None:
         return
     actual = file_digest(path, remote.algorithm)
     if actual != remote.digest:
-        raise DataError(
+        raise NotCanonicalError(
             f"{path}: {remote.algorithm} {actual} does not match the canonical file's "
             f"{remote.digest}; the file is damaged or another version. Delete it and run "
             f"`plp-bench data fetch {dataset}`.")

@@ -117,5 +117,5 @@ def check_available(name: str, root: Path) -> None:
         if not any((folder / lay.folder).is_dir() or (folder / lay.archive).is_file()
                    for lay in LAYOUTS[name]):
             raise _cifar_missing(name, folder)
-        for remote in CATALOG[name].files:
+        for remote in CATALOG[name].known():
             verify_known_file(name, folder / remote.filename)
