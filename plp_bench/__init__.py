@@ -11,7 +11,7 @@ functions included, and that the imports form no circle):
 
 1. foundations: config, registry, stats, verdicts, tables, profiles, environment, build_context
 2. parts: data, models, execution, schedules, solvers, plp_momentum, plp, weight_jumps, results
-3. definitions: methods, workloads
+3. definitions: option_schemas, methods, workloads
 4. one run's protocol: run_protocol, scoring, training_clock
 5. runs and measurements: training, linearized_run, throughput, introspection_training
 6. the run entry: runner

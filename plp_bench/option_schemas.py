@@ -13,6 +13,7 @@ narrower than the receiver's own check, ``narrower`` says why (e.g. torch's SGD 
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -101,8 +102,10 @@ class Option:
         if self.kind == NUMBER and isinstance(value, int):
             checked = value  # keep 1 as 1: records and their hashes stay as written
         if self.choices and checked not in self.choices:
-            raise ConfigError(f"{value!r} is not allowed{closest(value, list(map(str, self.choices)))}",
-                              source=source, path=path)
+            near = difflib.get_close_matches(str(value), list(map(str, self.choices)), n=2,
+                                             cutoff=0.5)
+            hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
+            raise ConfigError(f"{value!r} is not allowed{hint}", source=source, path=path)
         if self.kind in (NUMBER, INTEGER):
             self._check_range(checked, source=source, path=path)
         return checked

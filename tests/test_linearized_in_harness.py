@@ -104,7 +104,8 @@ def test_methods_that_do_not_apply_are_left_out_and_reported(tmp_path, capsys):
     ({"name": "m", "optimizer": "gd", "solver": {"name": "bdf", "options": {"tol": 1}}},
      "methods.0.solver.options.tol: solver 'bdf' has no option 'tol'"),
     ({"name": "m", "optimizer": "gd", "solver": {"name": "bdf", "options": {"space": "both"}}},
-     "methods.0.solver: space must be one of auto, parameter, function, got 'both'"),
+     "methods.0.solver.options.space: 'both' is not allowed; allowed: one of auto, parameter, "
+     "function"),
     ({"name": "m", "optimizer": "gd", "solver": {"name": "bdf"}, "wrappers": [{"name": "plp"}]},
      "methods.0.solver: a method with a solver integrates the linearised network"),
     ({"name": "m", "optimizer": "gd", "models": ["mpl"]},

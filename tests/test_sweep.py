@@ -74,7 +74,7 @@ def test_a_failing_run_is_reported_and_the_sweep_goes_on(tmp_path):
     report = sweep(workloads, [broken, get_method("sgd")], [0], results_dir=tmp_path)
     assert report.ran == 1 and len(report.failed) == 1
     task, error = report.failed[0]
-    assert task.method.name == "broken" and "Invalid learning rate" in str(error)
+    assert task.method.name == "broken" and "lr: -1.0 is out of range" in str(error)
     assert len(list(tmp_path.rglob("seed-*.json"))) == 1
     assert [p.name for p in tmp_path.rglob("failed-*.json")] == [f"failed-{task.path.name}"]
 

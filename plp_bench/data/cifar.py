@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import DataError, verify_known_file
+from .files import DataError
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _multiarray
@@ -157,13 +157,12 @@ def _parse_python(data: bytes, *, label_key: bytes, source: str) -> tuple[np.nda
     return images.reshape(-1, 3, 32, 32), labels
 
 
-def _find_sources(dataset: str, directory: Path, layout: CifarLayout):
+def _find_sources(directory: Path, layout: CifarLayout):
     folder = directory / layout.folder
     if folder.is_dir():
         yield _Folder(folder)
     archive = directory / layout.archive
     if archive.is_file():
-        verify_known_file(dataset, archive)  # before any member is unpacked
         yield _Archive(archive, layout.folder)
 
 
@@ -173,7 +172,7 @@ def read_cifar(
     """``(x_train, y_train, x_test, y_test, source)`` as uint8 NCHW arrays, or ``None``."""
     num_classes = 10 if dataset == "cifar10" else 100
     for layout in LAYOUTS[dataset]:
-        for source in _find_sources(dataset, directory, layout):
+        for source in _find_sources(directory, layout):
             if not all(source.has(m) for m in layout.train + layout.test):
                 continue
 
