@@ -74,7 +74,7 @@ def test_jumps_compose_with_adam_in_yaml(tmp_path):
 
 @pytest.mark.parametrize("wrapper, message", [
     ({"name": "introspection", "options": {"net": "introspection-cubic"}},
-     "net: 'introspection-cubic' is not allowed (did you mean 'introspection'"),
+     r"net: 'introspection-cubic' is not allowed \(did you mean 'introspection'"),
     ({"name": "fit-jumps", "options": {"degree": 3}}, "degree"),
     ({"name": "noise-jumps", "options": {"std": -1.0}}, "std"),
     ({"name": "fit-jumps", "options": {"jump_steps": [4, 4]}}, "twice"),
