@@ -23,6 +23,7 @@ from baselines.introspection.net import SHIPPED
 from baselines.linearized import SPACES
 
 from .config import ConfigError, check_value, closest
+from .plp import PATHS
 
 NUMBER, INTEGER, FLAG, TEXT, ANY = "number", "integer", "flag", "text", "any"
 
@@ -120,14 +121,8 @@ class Option:
             raise ConfigError(f"{value!r} is out of range", source=source, path=path)
 
 
-def _flag() -> Option:
-    return Option(FLAG)
-
-
-def _maybe_flag() -> Option:
-    return Option(FLAG, nullable=True)
-
-
+FLAG_OPTION = Option(FLAG)
+NULLABLE_FLAG = Option(FLAG, nullable=True)
 RATE = Option(NUMBER, above=0, narrower="torch takes 0, which never moves the weights")
 WEIGHT_DECAY = Option(NUMBER, minimum=0)
 BETAS = Option(NUMBER, minimum=0, below=1, length=2)
@@ -142,14 +137,14 @@ SGD_HYPERPARAMETERS = {
                         narrower="torch takes any value; outside [0, 1] the gradient's share "
                                  "changes sign or grows"),
     "weight_decay": WEIGHT_DECAY,
-    "nesterov": _flag(), "maximize": _flag(), "foreach": _maybe_flag(),
-    "differentiable": _flag(), "fused": _maybe_flag(),
+    "nesterov": FLAG_OPTION, "maximize": FLAG_OPTION, "foreach": NULLABLE_FLAG,
+    "differentiable": FLAG_OPTION, "fused": NULLABLE_FLAG,
 }
 ADAM_HYPERPARAMETERS = {
     "lr": RATE, "betas": BETAS, "eps": Option(NUMBER, minimum=0),
-    "weight_decay": WEIGHT_DECAY, "amsgrad": _flag(), "foreach": _maybe_flag(),
-    "maximize": _flag(), "capturable": _flag(), "differentiable": _flag(),
-    "fused": _maybe_flag(), "decoupled_weight_decay": _flag(),
+    "weight_decay": WEIGHT_DECAY, "amsgrad": FLAG_OPTION, "foreach": NULLABLE_FLAG,
+    "maximize": FLAG_OPTION, "capturable": FLAG_OPTION, "differentiable": FLAG_OPTION,
+    "fused": NULLABLE_FLAG, "decoupled_weight_decay": FLAG_OPTION,
 }
 ADAMW_HYPERPARAMETERS = {k: v for k, v in ADAM_HYPERPARAMETERS.items()
                          if k != "decoupled_weight_decay"}
@@ -159,18 +154,18 @@ WRAPPER_OPTIONS = {
         "step": Option(NUMBER, minimum=0), "cycle": Option(INTEGER, minimum=3),
         "warmup": Option(INTEGER, minimum=0),
         "min_cosine": Option(NUMBER, nullable=True, minimum=-1, maximum=1),
-        "foreach": _flag(), "path": Option(TEXT, choices=("auto", "buffer", "sgd-momentum")),
-        "compiled": _flag(),
+        "foreach": FLAG_OPTION, "path": Option(TEXT, choices=PATHS),
+        "compiled": FLAG_OPTION,
     },
     "xgrad": {"horizon": Option(NUMBER, above=0)},
     "introspection": {
         "net": Option(TEXT, choices=tuple(SHIPPED)), "weights": Option(TEXT, nullable=True),
-        "jump_steps": JUMP_STEPS, "reset_state": _flag(),
+        "jump_steps": JUMP_STEPS, "reset_state": FLAG_OPTION,
     },
     "fit-jumps": {"degree": Option(INTEGER, choices=(1, 2)), "ratio": Option(NUMBER, above=1),
-                  "jump_steps": JUMP_STEPS, "reset_state": _flag()},
+                  "jump_steps": JUMP_STEPS, "reset_state": FLAG_OPTION},
     "noise-jumps": {"std": Option(NUMBER, above=0), "jump_steps": JUMP_STEPS,
-                    "reset_state": _flag()},
+                    "reset_state": FLAG_OPTION},
     "record-history": {"pool_size": Option(INTEGER, minimum=1),
                        "every": Option(INTEGER, minimum=1)},
 }

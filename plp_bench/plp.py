@@ -306,7 +306,7 @@ class PLP(OptimizerWrapper):
                 compiled_last_update(moved, grads, momenta, **settings)
             else:
                 last_update(moved, grads, momenta, **settings, foreach=self.foreach)
-        if idle and second_lr is not None:
+        if idle:
             torch._foreach_add_(idle, [buffers[p]["momentum_buffer"] for p in idle],
                                 alpha=-step_size / 2 * second_lr)
 
