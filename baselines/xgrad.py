@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from .wrapper import OptimizerWrapper
+from .optimizer_wrapper import OptimizerWrapper
 
 _LAST_DIRECTION = "last_direction"
 

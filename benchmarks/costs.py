@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .common import harness
+from .common import harness, interface_name
 
 # (model, classes, input shape) of the parameter sets named in the step-cost goals
 PARAMETER_SETS: dict[str, tuple[str, int, tuple[int, ...]]] = {
@@ -84,7 +84,7 @@ class StepBench:
     a timed call covers the work it queued."""
 
     optimizer: Any
-    schedules: Any  # plp_bench.schedules.ScheduleRunner
+    schedules: Any  # plp_bench.methods.schedules.ScheduleRunner
     params: list[torch.nn.Parameter]
     closure: Callable[[], Any]
     step_count: int = 0
@@ -97,8 +97,9 @@ class StepBench:
         """``method`` (a ``MethodConfig``) over parameter set ``parameters``, with synthetic
         gradients, or with ``batch_size`` as whole training steps on a random batch."""
         with harness():
+            ScheduleRunner = interface_name("plp_bench.methods.schedules", "ScheduleRunner")
+
             from plp_bench.methods import build_method
-            from plp_bench.schedules import ScheduleRunner
         device = torch.device(device)
         if batch_size is None:
             params = parameter_set(parameters, seed, device)

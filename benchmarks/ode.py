@@ -4,7 +4,7 @@ learning rate is where GD needs about a thousand steps for the top threshold."""
 
 import math
 
-from .common import benchmark_workload, current_size, harness, memo
+from .common import benchmark_workload, current_size, harness, interface_name, memo
 
 SIZE = current_size()
 SETTINGS = {  # learning rate, thresholds, budget in GD steps
@@ -16,9 +16,10 @@ SMOKE_BUDGET = 1000  # GD steps at the smoke size (0.80 to 0.90 are reached): th
 
 def comparison(name: str) -> dict:
     with harness():
+        compare = interface_name("plp_bench.studies.ode_comparison", "compare")
+        SOLVERS = interface_name("plp_bench.methods.solvers", "SOLVERS")
+
         from plp_bench import workloads
-        from plp_bench.ode_table import compare
-        from plp_bench.solvers import SOLVERS
     lr, thresholds, budget = SETTINGS[name]
     if SIZE.name == "smoke":
         budget = SMOKE_BUDGET

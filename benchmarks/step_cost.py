@@ -11,7 +11,7 @@ one PLP cycle (3 steps), so PLP's amortised cost is what is timed. Two views of 
 Goals for PLP over SGD with momentum (``plp``, the buffer-free path): extra memory exactly 0
 (``HeldMemory.track_extra_memory_ratio``), update time at most 1.10x SGD's on the ResNet18 and
 VGG16 parameters with the compiled kernel (``plp-compiled``; the multi-tensor path's bound is
-1.125x, see :mod:`plp_bench.plp_momentum`), whole training steps at most 1.03x on the MLP.
+1.125x, see :mod:`plp_bench.methods.plp_momentum`), whole training steps at most 1.03x on the MLP.
 ``plp-1n`` (one buffer per parameter, the path over other optimizers) is measured beside them.
 Every ratio is the method over its bare base optimizer (same hyperparameters, no wrappers or
 schedules), median over interleaved repeats within one process, so machine noise cancels.

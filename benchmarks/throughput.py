@@ -10,9 +10,10 @@ in images/s is 1e6 over it; ``plp-bench throughput`` prints images/s) and the pe
 a step.
 """
 
-from .common import harness, require_device
+from .common import harness, interface_name, require_device
 
-MODELS = ["vgg16", "resnet18", "googlenet"]  # plp_bench.throughput.THROUGHPUT_MODELS
+# plp_bench.studies.image_throughput.THROUGHPUT_MODELS
+MODELS = ["vgg16", "resnet18", "googlenet"]
 BATCH = 128
 INPUTS = {"synthetic-cifar-shaped": "synthetic", "cifar100": "cifar100"}
 EXECUTION = {  # ExecutionSettings fields
@@ -31,9 +32,12 @@ class TrainingThroughput:
     def setup(self, model, inputs, execution):
         require_device("cuda")
         with harness():
+            ExecutionSettings = interface_name("plp_bench.core.execution_settings",
+                                               "ExecutionSettings")
+            ThroughputBench = interface_name("plp_bench.studies.image_throughput",
+                                             "ThroughputBench")
+
             from plp_bench import data
-            from plp_bench.execution import ExecutionSettings
-            from plp_bench.throughput import ThroughputBench
         if INPUTS[inputs] == "cifar100":
             try:
                 data.check_available("cifar100")

@@ -5,20 +5,21 @@
 ``plp_bench.methods`` for the registries. These names are imported on first use, so importing
 one module of the package imports only what that module needs.
 
-Layers, from the bottom up. A module imports from its own layer and the layers below it, never
-from one above (``tests/test_layers.py`` checks this list against every import, those inside
-functions included, and that the imports form no circle):
+The folders are the layers. Each subpackage states its ``LAYER`` in its ``__init__.py``; a
+module imports from its own subpackage and from those of lower layers, never from one above,
+and the subpackages' imports form no circle (``tests/test_layers.py`` reads every import,
+those inside functions included). From the bottom up:
 
-1. foundations: config, registry, stats, verdicts, tables, profiles, environment, build_context
-2. parts: data, models, execution, schedules, solvers, plp_momentum, plp, weight_jumps, results
-3. definitions: option_schemas, methods, workloads
-4. one run's protocol: run_protocol, scoring, training_clock
-5. runs and measurements: training, linearized_run, throughput, introspection_training
-6. the run entry: runner
-7. many runs: runconfig, sweeps, ray_executor, rerun, ode_table, claim_registry, claim_runs
-8. reading records: summary, figures, record_sources, asv_results, changes, claim_report, html_report
-9. display: sweep_progress
-10. the command line: commands, cli
+* ``core`` (1): configuration, registries, the run record, statistics, the table model
+* ``data``, ``models`` (2): datasets as tensors; backbones by name
+* ``methods`` (3): PLP, schedules, solvers, weight jumps, option schemas, the method catalogue
+* ``workloads`` (4): everything but the update rule
+* ``runs`` (5): one run, trained or solved, to its record
+* ``sweeps``, ``studies``, ``report`` (6): many runs; measurements beside the grid; reading
+  records
+* ``claims`` (7): the papers' claims re-measured, with verdicts
+* ``pages`` (8): the HTML report
+* ``commands`` (9): one module per command of ``plp-bench``, assembled by ``cli.py``
 
 ``baselines`` (the methods PLP is compared with) sits below all of them and imports nothing of
 the harness.
@@ -29,7 +30,8 @@ __version__ = "0.1.0"
 __all__ = ["PLP", "RunResult", "__version__", "run", "sweep"]
 
 # public name -> the module that defines it
-_EXPORTS = {"PLP": "plp", "RunResult": "results", "run": "runner", "sweep": "sweeps"}
+_EXPORTS = {"PLP": "methods.plp", "RunResult": "core.record", "run": "runs.entry",
+            "sweep": "sweeps.grid"}
 
 
 def __getattr__(name: str):

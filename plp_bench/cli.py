@@ -21,10 +21,10 @@ from . import __version__, data
 from .commands import COMMANDS
 from .commands import run as run_command
 from .commands.common import Streams
-from .config import ConfigError
-from .registry import UnknownNameError
-from .results import ResultError
-from .run_protocol import DeviceError
+from .core.config import ConfigError
+from .core.record import ResultError
+from .core.registry import UnknownNameError
+from .runs.device import DeviceError
 
 EXIT_CONFIG = 2  # a value the user gave is not allowed
 EXIT_DATA = 1  # a data file is missing or malformed (a non-canonical one is EXIT_CONFIG)

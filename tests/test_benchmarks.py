@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks import common
-from plp_bench import sweeps
-from plp_bench.results import RunResult, TargetResult
+from plp_bench.core.record import RunResult, TargetResult
+from plp_bench.sweeps import grid as sweeps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,9 +138,10 @@ def test_the_fixed_parameters_cover_the_registries(monkeypatch):
     """The suites' lists are fixed (see ``benchmarks.common``); they must still name every
     workload and method this commit registers, in the registry's order."""
     from benchmarks.throughput import MODELS
-    from plp_bench import methods, workloads
-    from plp_bench.methods import METHODS
-    from plp_bench.throughput import THROUGHPUT_MODELS
+    from plp_bench import workloads
+    from plp_bench.methods import catalogue as methods
+    from plp_bench.methods.catalogue import METHODS
+    from plp_bench.studies.image_throughput import THROUGHPUT_MODELS
 
     assert workloads.list_workloads() == common.WORKLOADS
     assert methods.list_methods() == common.METHODS
@@ -163,8 +164,8 @@ def test_the_fixed_parameters_cover_the_registries(monkeypatch):
 def test_the_suites_copies_agree_with_the_harness():
     """The medians a suite tracks are the ones the reports compare, and the reference loop's
     seed streams are the harness's."""
-    from plp_bench.run_protocol import stream_seed
-    from plp_bench.stats import censored
+    from plp_bench.core.stats import censored
+    from plp_bench.runs.protocol import stream_seed
 
     runs = [record([20]), record([None]), record([35]), record([None], seconds=7.0)]
     for field in ("steps", "seconds"):
@@ -175,8 +176,9 @@ def test_the_suites_copies_agree_with_the_harness():
 
 
 def suite_imports():
-    """``(file, module, names, guarded)`` for every import of the harness in ``benchmarks/``;
-    ``guarded`` when it sits inside a ``with harness():`` block."""
+    """``(file, module, names, guarded)`` for every import of the harness in ``benchmarks/``
+    (``import`` statements and :func:`benchmarks.common.interface_name` calls); ``guarded``
+    when it sits inside a ``with harness():`` block."""
     import ast
 
     found = []
@@ -198,6 +200,11 @@ def suite_imports():
                 for alias in node.names:
                     if alias.name.split(".")[0] in ("plp_bench", "baselines"):
                         found.append((path.name, alias.name, [], id(node) in guarded_nodes))
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in (
+                    "interface_name", "interface_module") and node.args \
+                    and all(isinstance(a, ast.Constant) for a in node.args):
+                args = [a.value for a in node.args]  # the calls that name a module
+                found.append((path.name, args[0], args[1:], id(node) in guarded_nodes))
     return found
 
 
@@ -218,9 +225,29 @@ def test_the_suites_use_only_the_stable_interface_and_only_inside_harness_blocks
             assert hasattr(import_module(module), name), f"{module}.{name}"
 
 
+def test_modules_that_moved_are_reached_through_their_former_homes_too(monkeypatch):
+    """An interface module that moved is imported by ``interface_name`` only (a plain import
+    would fail on a commit from before the move), and where today's home is absent the
+    former one serves."""
+    import ast
+
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in common.FORMER_HOMES:
+                raise AssertionError(f"{path.name}: from {node.module} import ...: use "
+                                     "interface_name, which knows the former home")
+    assert set(common.FORMER_HOMES) <= set(common.INTERFACE)
+    monkeypatch.setitem(common.FORMER_HOMES, "plp_bench.no_such_home", "plp_bench.methods.solvers")
+    assert "bdf" in common.interface_name("plp_bench.no_such_home", "SOLVERS")
+    with pytest.raises(NotImplementedError, match="lacks"), common.harness():
+        common.interface_name("plp_bench.methods.solvers", "NO_SUCH_NAME")
+    with pytest.raises(NotImplementedError, match="lacks"), common.harness():
+        common.interface_module("plp_bench.nowhere")
+
+
 def test_a_name_the_commit_lacks_skips_the_benchmark():
     with pytest.raises(NotImplementedError, match="lacks"), common.harness():
-        from plp_bench.sweeps import no_such_helper  # noqa: F401
+        from plp_bench.sweeps.grid import no_such_helper  # noqa: F401
     with pytest.raises(NotImplementedError, match="no method 'not-a-method'"):
         common.convergence_records("breast_cancer-mlp", "not-a-method")
     with pytest.raises(NotImplementedError, match="no workload 'not-a-workload'"):

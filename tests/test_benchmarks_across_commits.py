@@ -58,7 +58,7 @@ def asv_config(tmp_path: Path) -> Path:
 
 
 def test_todays_suites_run_or_skip_on_an_older_commit(tmp_path):
-    from plp_bench.asv_results import commit_values
+    from plp_bench.report.asv_results import commit_values
 
     commit = older_commit()
     checkout = tmp_path / "older"

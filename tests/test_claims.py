@@ -11,11 +11,10 @@ import pytest
 import yaml
 from scipy import stats
 
-from plp_bench import verdicts
-from plp_bench.claim_registry import load_claims, plan_claim, registry_path
-from plp_bench.claim_report import crossover
-from plp_bench.cli import main
-from plp_bench.verdicts import (
+from plp_bench.claims import verdicts
+from plp_bench.claims.registry import load_claims, plan_claim, registry_path
+from plp_bench.claims.report import crossover
+from plp_bench.claims.verdicts import (
     CONFIRMED,
     CONTRADICTED,
     NOT_CONFIRMED,
@@ -24,6 +23,7 @@ from plp_bench.verdicts import (
     paired_effects,
     sequential,
 )
+from plp_bench.cli import main
 
 # --- the verdict rule -------------------------------------------------------------------------
 
@@ -111,21 +111,21 @@ def test_the_sequential_stop_takes_pairs_until_the_interval_decides():
 def test_a_decided_check_keeps_its_first_verdict_while_another_takes_more_pairs():
     from types import SimpleNamespace
 
-    from plp_bench.claim_registry import Check
-    from plp_bench.claim_runs import CheckOutcome, Outcome, evaluate
+    from plp_bench.claims.measurement import CheckOutcome, ClaimOutcome, judge
+    from plp_bench.claims.registry import Check
 
     def record(accuracy, top5):
         return SimpleNamespace(best_test=SimpleNamespace(accuracy=accuracy, top5_error=top5))
 
     checks = [Check("best_test_accuracy"), Check("best_test_top5_error", direction="lower")]
-    outcome = Outcome(planned=SimpleNamespace(not_testable=None),
-                      checks=[CheckOutcome(c) for c in checks])
+    outcome = ClaimOutcome(planned=SimpleNamespace(not_testable=None),
+                           checks=[CheckOutcome(c) for c in checks])
     pairs = {s: (record(0.91 + 0.001 * s, 0.10 + 0.01 * (-1) ** s), record(0.90, 0.10))
              for s in range(3)}
-    evaluate(outcome, pairs, max_seeds=20)
+    judge(outcome, pairs, max_seeds=20)
     assert [c.verdict for c in outcome.checks] == [CONFIRMED, None] and outcome.open
     pairs[3] = (record(0.50, 0.12), record(0.90, 0.10))  # would undo the first decision
-    evaluate(outcome, pairs, max_seeds=20)
+    judge(outcome, pairs, max_seeds=20)
     first, second = outcome.checks
     assert first.verdict == CONFIRMED and len(first.treatment) == 3
     assert second.verdict is None and len(second.treatment) == 4

@@ -7,8 +7,9 @@ import sys
 import pytest
 import yaml
 
-from plp_bench import __version__, methods
+from plp_bench import __version__
 from plp_bench.cli import main
+from plp_bench.methods import catalogue as methods
 
 
 def run_cli(*args, cwd=None):

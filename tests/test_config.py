@@ -9,9 +9,10 @@ from helpers import yaml_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plp_bench import methods, workloads
-from plp_bench.config import ConfigError, read_yaml, to_plain
-from plp_bench.runconfig import load_run_config, resolve
+from plp_bench import workloads
+from plp_bench.core.config import ConfigError, read_yaml, to_plain
+from plp_bench.methods import catalogue as methods
+from plp_bench.sweeps.config_file import load_run_config, resolve
 
 BASE = {k: v for k, v in to_plain(workloads.get("digits-mlp")).items() if k != "name"}
 

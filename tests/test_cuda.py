@@ -7,12 +7,12 @@ import pytest
 import torch
 from helpers import tiny
 
-from baselines.wrapper import innermost
+from baselines.optimizer_wrapper import innermost
 from benchmarks.costs import StepBench
 from plp_bench import run
-from plp_bench.execution import ExecutionSettings
-from plp_bench.methods import METHODS, ComponentConfig, MethodConfig, get_method, list_methods
-from plp_bench.throughput import ThroughputBench
+from plp_bench.core.execution_settings import ExecutionSettings
+from plp_bench.methods.catalogue import METHODS, ComponentConfig, MethodConfig, get_method, list_methods
+from plp_bench.studies.image_throughput import ThroughputBench
 
 pytestmark = pytest.mark.cuda
 

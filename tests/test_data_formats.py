@@ -281,7 +281,7 @@ def test_empty_file_is_reported(empty_root):
 
 
 def test_unknown_dataset_suggests():
-    from plp_bench.registry import UnknownNameError
+    from plp_bench.core.registry import UnknownNameError
 
     with pytest.raises(UnknownNameError, match=r"[Dd]id you mean 'mnist'"):
         data.load("mnsit")

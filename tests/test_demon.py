@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from baselines.demon import DemonMomentum, demon_momentum
-from plp_bench.schedules import Demon, ScheduleRunner
+from plp_bench.methods.schedules import Demon, ScheduleRunner
 
 
 def formula(beta_init, t, T):

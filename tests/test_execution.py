@@ -10,17 +10,18 @@ import torch.nn.functional as F
 from helpers import tiny
 from host_reads import HostReads, step_counters
 
-from plp_bench import data, models, run, training
+from plp_bench import data, models, run
 from plp_bench.cli import main
-from plp_bench.config import ConfigError
+from plp_bench.core.config import ConfigError
+from plp_bench.core.execution_settings import ExecutionSettings
+from plp_bench.core.record import config_hash, save
 from plp_bench.data.batches import EpochSampler
-from plp_bench.execution import ExecutionSettings
-from plp_bench.methods import METHODS, ComponentConfig, MethodConfig, get_method, list_methods
-from plp_bench.rerun import deterministic_fields, rerun_record
-from plp_bench.results import config_hash, save
-from plp_bench.run_protocol import run_identity, stream_seed
-from plp_bench.runconfig import load_run_config, resolve
-from plp_bench.sweeps import plan
+from plp_bench.methods.catalogue import METHODS, ComponentConfig, MethodConfig, get_method, list_methods
+from plp_bench.runs import training
+from plp_bench.runs.protocol import run_identity, stream_seed
+from plp_bench.sweeps.config_file import load_run_config, resolve
+from plp_bench.sweeps.grid import plan
+from plp_bench.sweeps.reproduce import deterministic_fields, rerun_record
 
 BF16 = ExecutionSettings(precision="bf16")
 CHANNELS_LAST = ExecutionSettings(channels_last=True)
@@ -261,8 +262,8 @@ def test_augmented_batches_can_be_made_channels_last_without_a_copy():
 
 
 def test_reports_never_pool_records_of_different_settings():
-    from plp_bench import summary
-    from plp_bench.results import variant_label
+    from plp_bench.core.record import variant_label
+    from plp_bench.report import summary
 
     workload = tiny()
     records = [run(workload, get_method(m), seed=0, settings=s)

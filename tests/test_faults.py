@@ -18,12 +18,13 @@ from helpers import tiny, yaml_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plp_bench import results, sweeps
 from plp_bench.cli import main
-from plp_bench.config import ConfigError, to_plain
-from plp_bench.methods import MethodConfig, get_method
-from plp_bench.runconfig import load_run_config, resolve
-from plp_bench.sweeps import sweep
+from plp_bench.core import record as results
+from plp_bench.core.config import ConfigError, to_plain
+from plp_bench.methods.catalogue import MethodConfig, get_method
+from plp_bench.sweeps import grid as sweeps
+from plp_bench.sweeps.config_file import load_run_config, resolve
+from plp_bench.sweeps.grid import sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +62,7 @@ def test_a_run_that_raises_is_recorded_with_its_error_and_retried(tmp_path, monk
     assert saved["config"]["method"]["name"] == "adam" and saved["seed"] == 1
     assert not task.path.exists() and len(_records(tmp_path)) == 3
     # the report counts it
-    from plp_bench.record_sources import read_folders
+    from plp_bench.report.record_sources import read_folders
 
     assert len(read_folders([tmp_path]).failures) == 1
     # fixed: the next sweep runs only that cell and removes the failure file
@@ -81,7 +82,7 @@ def test_a_diverging_run_is_a_result_not_a_failure(tmp_path):
     diverged = [r for r in report.results if r.method == "sgd-blowup"]
     assert all(r.diverged and r.diverged_at_step is not None for r in diverged)
     assert all(not t.reached for r in diverged for t in r.targets)
-    from plp_bench.summary import summarize
+    from plp_bench.report.summary import summarize
 
     row = next(r for r in summarize(report.results)[0].rows if r.method == "sgd-blowup")
     assert row.diverged == 2
@@ -326,7 +327,7 @@ def test_rerun_of_a_missing_or_damaged_record_exits_2(tmp_path, capsys, prepare,
     (["run", "--frobnicate"], "unrecognized arguments"),
     (["report", "nothing-here"], "no such folder"),
     (["rerun", "x.json"], "no such record file"),
-    (["data", "fetch", "mnsit"], "Did you mean 'mnist'"),
+    (["data", "fetch", "mnsit"], "did you mean 'mnist'"),
 ])
 def test_cli_mistakes_give_one_message_and_exit_2(tmp_path, monkeypatch, capsys, args,
                                                   message):

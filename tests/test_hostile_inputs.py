@@ -12,7 +12,7 @@ from live_memory import LiveMemory
 
 from plp_bench import PLP
 from plp_bench.cli import main
-from plp_bench.plp import GUARD_CHUNK
+from plp_bench.methods.plp import GUARD_CHUNK
 
 
 def test_a_path_with_emoji_codes_and_brackets_is_printed_verbatim(tmp_path, capsys):

@@ -14,15 +14,16 @@ import pytest
 from browser import chromium, open_page
 from helpers import tiny
 
-from plp_bench import figures, html_report, summary
-from plp_bench.asv_results import Thresholds, commit_values, strip_comments
-from plp_bench.changes import STEPS, record_changes, verdict
 from plp_bench.cli import main
-from plp_bench.methods import MethodConfig, get_method
-from plp_bench.record_sources import read_folders
-from plp_bench.results import load, save
-from plp_bench.stats import censored
-from plp_bench.sweeps import sweep
+from plp_bench.core.record import load, save
+from plp_bench.core.stats import censored
+from plp_bench.methods.catalogue import MethodConfig, get_method
+from plp_bench.pages import html as html_report
+from plp_bench.report import figures, summary
+from plp_bench.report.asv_results import Thresholds, commit_values, strip_comments
+from plp_bench.report.changes import STEPS, record_changes, verdict
+from plp_bench.report.record_sources import read_folders
+from plp_bench.sweeps.grid import sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOWUP = MethodConfig(name="sgd-blowup", optimizer="sgd", hyperparameters={"lr": 1e30})
@@ -31,16 +32,17 @@ BLOWUP = MethodConfig(name="sgd-blowup", optimizer="sgd", hyperparameters={"lr":
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """Real records: two workloads, SGD, PLP and a method that diverges, three seeds; and the
-    ODE comparison the asv suite caches beside them."""
+    ODE comparison that ``plp-bench ode-table --json`` writes beside them."""
     root = tmp_path_factory.mktemp("records")
     workloads = [tiny("breast_cancer-mlp", steps=30, eval_every=5, targets=[0.3, 0.1]),
                  tiny("digits-mlp", steps=30, eval_every=5, targets=[0.5, 0.3])]
     report = sweep(workloads, [get_method("sgd"), get_method("plp"), BLOWUP], [0, 1, 2], "cpu",
                    root)
     assert not report.failed and len(report.results) == 18
-    (root / "memo").mkdir()
-    (root / "memo" / "ode-banknote-mlp.json").write_text(json.dumps(
-        {"0.80": {"gd": 0.5, "ode": 0.25}, "0.95": {"gd": 2.0, "ode": None}}))
+    (root / "ode-table.json").write_text(json.dumps([{
+        "workload": "banknote-mlp", "lr": 0.01,
+        "rows": [{"threshold": 0.8, "gd_seconds": 0.5, "ode_seconds": 0.25},
+                 {"threshold": 0.95, "gd_seconds": 2.0, "ode_seconds": None}]}]))
     return root
 
 
@@ -125,9 +127,9 @@ def test_commit_page_has_curves_bars_profiles_ode_and_environment(page):
     assert "not reached (0/3)" in text  # the diverged method never reaches a target
     ode = dict(zip(parsed.titles, parsed.tables, strict=True))[
         "linearised-model ODE (BDF) against gradient descent"]
-    assert [t for t, _ in ode[1]] == ["banknote-mlp", "suite's", "0.80", "0.500", "0.250",
+    assert [t for t, _ in ode[1]] == ["banknote-mlp", "0.01", "0.80", "0.500", "0.250",
                                       "0.50"]
-    assert [t for t, _ in ode[2]] == ["banknote-mlp", "suite's", "0.95", "2.000", "—", "—"]
+    assert [t for t, _ in ode[2]] == ["banknote-mlp", "0.01", "0.95", "2.000", "—", "—"]
     environment = {row[0][0]: row[1][0] for row in
                    dict(zip(parsed.titles, parsed.tables, strict=True))[
                        "environment of the runs"][1:]}
@@ -337,12 +339,12 @@ def test_the_browser_check_sees_errors_and_blank_pages(tmp_path):
 
 def test_the_ode_table_command_output_in_a_record_folder_joins_the_page(folder, tmp_path):
     records = tmp_path / "records"
-    shutil.copytree(folder, records, ignore=shutil.ignore_patterns("memo"))
+    shutil.copytree(folder, records, ignore=shutil.ignore_patterns("ode-table*.json"))
     out = records / "ode-table.json"
     assert main(["ode-table", "--workload", "breast_cancer-mlp", "--lr", "0.5",
                  "--threshold", "0.9", "--max-steps", "300", "--json", str(out)]) == 0
     row = json.loads(out.read_text())[0]["rows"][0]
-    table = html_report.ode_table([], [records])
+    table = html_report.ode_section([], [records])
     assert [c.text for c in table.rows[0]] == [
         "breast_cancer-mlp", "0.5", "0.90", f"{row['gd_seconds']:.3f}",
         f"{row['ode_seconds']:.3f}", f"{row['ode_seconds'] / row['gd_seconds']:.2f}"]

@@ -12,13 +12,13 @@ from helpers import tiny
 from baselines.introspection import IntrospectionJumps, load_net
 from benchmarks.loop import plain_loop
 from plp_bench import data, run, workloads
-from plp_bench.build_context import BuildContext
 from plp_bench.cli import main
-from plp_bench.config import ConfigError
-from plp_bench.introspection_training import data_record, reference_data
-from plp_bench.methods import MethodConfig, get_method
-from plp_bench.runconfig import load_run_config, resolve
-from plp_bench.weight_jumps import resolve_jump_steps
+from plp_bench.core.config import ConfigError
+from plp_bench.methods.build_context import BuildContext
+from plp_bench.methods.catalogue import MethodConfig, get_method
+from plp_bench.methods.weight_jumps import resolve_jump_steps
+from plp_bench.studies.introspection_net import data_record, reference_data
+from plp_bench.sweeps.config_file import load_run_config, resolve
 
 
 def test_harness_equals_a_hand_written_loop_with_introspection_jumps():

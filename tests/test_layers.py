@@ -1,6 +1,6 @@
-"""The package's structure: every module imports alone, imports point down the layer order
-documented at the top of ``plp_bench/__init__.py`` (imports inside functions included), and the
-imports between modules form no circle."""
+"""The package's structure: the folders are the layers (each subpackage states its ``LAYER``),
+every module imports alone, imports point down the layers (imports inside functions included),
+and the imports between subpackages form no circle."""
 
 import ast
 import re
@@ -14,13 +14,27 @@ PACKAGE = Path(plp_bench.__file__).parent
 ROOT = PACKAGE.parent
 
 
-def documented_layers() -> dict[str, int]:
-    """``unit -> layer number`` from the package docstring's numbered list."""
+TOP = 10  # top-level modules beside the face (the command line's entry) stand above every folder
+
+
+def declared_layer(init: Path) -> int | None:
+    """The ``LAYER = N`` a subpackage's ``__init__.py`` states, read without importing it."""
+    for node in ast.parse(init.read_text()).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] \
+                == ["LAYER"] and isinstance(node.value, ast.Constant):
+            return node.value.value
+    return None
+
+
+def folder_layers() -> dict[str, int]:
+    """``unit -> layer``: each subpackage of plp_bench at the layer its ``__init__.py``
+    states; each top-level module (beside the face) above them all."""
     layers = {}
-    for number, names in re.findall(r"^(\d+)\. [^:\n]+: (.+)$", plp_bench.__doc__, re.M):
-        for name in names.split(", "):
-            assert name not in layers, f"{name} is listed in two layers"
-            layers[name.strip()] = int(number)
+    for entry in sorted(PACKAGE.iterdir()):
+        if entry.is_dir() and (entry / "__init__.py").is_file():
+            layers[entry.name] = declared_layer(entry / "__init__.py")
+        elif entry.suffix == ".py" and entry.name != "__init__.py":
+            layers[entry.stem] = TOP
     return layers
 
 
@@ -75,16 +89,29 @@ def unit_imports() -> dict[str, set[str]]:
     return edges
 
 
-def test_every_module_is_in_exactly_one_documented_layer():
+def test_every_folder_states_its_layer_and_the_top_level_is_small():
+    layers = folder_layers()
+    unstated = [unit for unit, layer in layers.items() if not isinstance(layer, int)]
+    assert not unstated, f"subpackages without a LAYER = N in __init__.py: {unstated}"
+    assert len({layer for layer in layers.values()}) >= 8
+    top_level = [p for p in PACKAGE.glob("*.py")]
+    assert len(top_level) <= 12, sorted(p.name for p in top_level)
     units = {unit_of(module_name(p)) for p in source_files(PACKAGE)} - {None}
-    layers = documented_layers()
-    assert len(set(layers.values())) >= 5
-    assert units == set(layers), (f"not in a layer: {sorted(units - set(layers))}; "
-                                  f"listed but absent: {sorted(set(layers) - units)}")
+    assert units == set(layers)
+
+
+def test_the_face_lists_the_folders_at_their_layers():
+    """The package docstring's map of the layers says what the folders say."""
+    listed = {}
+    for names, number in re.findall(r"^\* ((?:``\w+``(?:, )?)+) \((\d+)\):", plp_bench.__doc__,
+                                    re.M):
+        for name in re.findall(r"``(\w+)``", names):
+            listed[name] = int(number)
+    assert listed == {u: n for u, n in folder_layers().items() if n != TOP}
 
 
 def test_no_module_imports_one_above_it():
-    layers = documented_layers()
+    layers = folder_layers()
     upward = [f"{unit} (layer {layers[unit]}) imports {target} (layer {layers[target]})"
               for unit, targets in unit_imports().items() for target in targets
               if layers[target] > layers[unit]]
@@ -116,13 +143,13 @@ def test_baselines_know_nothing_of_the_harness():
 
 def test_the_layer_check_sees_an_upward_import_inside_a_function(tmp_path):
     """The checks read imports made inside functions too (that is where a circle hides)."""
-    fake = tmp_path / "plp_bench" / "config.py"
-    fake.parent.mkdir()
-    fake.write_text("def f():\n    from .sweeps import sweep\n    return sweep\n")
+    fake = tmp_path / "plp_bench" / "core" / "config.py"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("def f():\n    from ..sweeps.grid import sweep\n    return sweep\n")
     global ROOT
     real_root, ROOT = ROOT, tmp_path
     try:
-        assert imported_modules(fake) == {"plp_bench.sweeps"}
+        assert imported_modules(fake) == {"plp_bench.sweeps.grid"}
     finally:
         ROOT = real_root
 
@@ -153,7 +180,7 @@ def test_each_module_imports_alone_and_loads_nothing_above_it():
     out = subprocess.run([sys.executable, "-c", IMPORT_EACH_ALONE, *names], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     results = json.loads(out)
-    layers = documented_layers()
+    layers = folder_layers()
     errors = {name: r["error"] for name, r in results.items() if "error" in r}
     assert not errors, errors
     for name, result in results.items():
@@ -168,6 +195,6 @@ def test_each_module_imports_alone_and_loads_nothing_above_it():
 def test_the_face_exports_resolve_lazily():
     from plp_bench import PLP, RunResult, run, sweep
 
-    assert run.__module__ == "plp_bench.runner" and sweep.__module__ == "plp_bench.sweeps"
-    assert PLP.__module__ == "plp_bench.plp" and RunResult.__module__ == "plp_bench.results"
+    assert run.__module__ == "plp_bench.runs.entry" and sweep.__module__ == "plp_bench.sweeps.grid"
+    assert PLP.__module__ == "plp_bench.methods.plp" and RunResult.__module__ == "plp_bench.core.record"
     assert set(plp_bench.__all__) <= set(dir(plp_bench))

@@ -9,10 +9,10 @@ from helpers import tiny
 
 from plp_bench import data, run, sweep, workloads
 from plp_bench.cli import main
-from plp_bench.config import ConfigError, parse, to_plain
-from plp_bench.methods import MethodConfig, get_method
-from plp_bench.results import load, save
-from plp_bench.runconfig import load_run_config, resolve
+from plp_bench.core.config import ConfigError, parse, to_plain
+from plp_bench.core.record import load, save
+from plp_bench.methods.catalogue import MethodConfig, get_method
+from plp_bench.sweeps.config_file import load_run_config, resolve
 
 
 def test_full_batch_gd_keeps_the_workloads_budget_in_steps():

@@ -6,7 +6,7 @@ import torch
 
 from benchmarks.costs import StepBench, bare, held_bytes, parameter_bytes, parameter_set
 from benchmarks.step_cost import HeldMemory, TrainingStepOverhead, UpdateOverhead, UpdateTime
-from plp_bench.methods import MethodConfig, get_method
+from plp_bench.methods.catalogue import MethodConfig, get_method
 
 
 @pytest.mark.parametrize("method, buffers", [

@@ -10,8 +10,8 @@ from helpers import tiny
 from baselines.xgrad import WeightPrediction
 from benchmarks.loop import plain_loop
 from plp_bench import PLP, data, run
-from plp_bench.methods import get_method, list_methods
-from plp_bench.runconfig import load_run_config, resolve
+from plp_bench.methods.catalogue import get_method, list_methods
+from plp_bench.sweeps.config_file import load_run_config, resolve
 
 
 def final_val_loss(model, dataset) -> float:

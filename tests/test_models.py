@@ -69,7 +69,7 @@ def test_unknown_option_and_bad_shape():
 
 
 def test_unknown_model_suggests():
-    from plp_bench.registry import UnknownNameError
+    from plp_bench.core.registry import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="resnet18"):
         models.create("resnet19", num_classes=10, input_shape=(3, 32, 32))

@@ -32,7 +32,7 @@ from wrapper_cases import (
 )
 
 from baselines.demon import DemonMomentum
-from baselines.wrapper import OptimizerWrapper, innermost
+from baselines.optimizer_wrapper import OptimizerWrapper, innermost
 from plp_bench import PLP
 
 TESTS = Path(__file__).resolve().parent

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_cli import run_cli
 
-from plp_bench.build_context import PROBE_CONTEXT
-from plp_bench.config import ConfigError
-from plp_bench.methods import OPTIMIZERS, WRAPPERS, _options_of
-from plp_bench.option_schemas import (
+from plp_bench.core.config import ConfigError
+from plp_bench.methods.build_context import PROBE_CONTEXT
+from plp_bench.methods.catalogue import OPTIMIZERS, WRAPPERS, _options_of
+from plp_bench.methods.option_schemas import (
     ANY,
     FLAG,
     INTEGER,
@@ -27,9 +27,9 @@ from plp_bench.option_schemas import (
     WRAPPER_OPTIONS,
     Option,
 )
-from plp_bench.runconfig import resolve_method
-from plp_bench.schedules import SCHEDULES
-from plp_bench.solvers import SOLVERS
+from plp_bench.methods.schedules import SCHEDULES
+from plp_bench.methods.solvers import SOLVERS
+from plp_bench.sweeps.config_file import resolve_method
 
 
 def receivers():

@@ -5,12 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from plp_bench.profiles import (
-    geometric_mean,
-    performance_ratios,
-    profile,
-    profile_score,
-)
+from plp_bench.report.performance_profiles import geometric_mean, performance_ratios, profile, profile_score
 
 
 def test_ratios_are_to_the_best_method_per_workload_and_missed_is_infinite():

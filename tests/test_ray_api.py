@@ -16,9 +16,9 @@ from helpers import records, running_ray_tasks, tiny
 
 from plp_bench import sweep
 from plp_bench.cli import main
-from plp_bench.methods import get_method
-from plp_bench.ray_executor import RayExecutor, RaySettings
-from plp_bench.rerun import deterministic_fields
+from plp_bench.methods.catalogue import get_method
+from plp_bench.sweeps.ray import RayExecutor, RaySettings
+from plp_bench.sweeps.reproduce import deterministic_fields
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,13 +8,13 @@ import pytest
 from helpers import tiny
 from rich.console import Console
 
-from plp_bench.config import ConfigError
-from plp_bench.methods import get_method
-from plp_bench.ray_executor import Placement, RaySettings, plan_placement
-from plp_bench.results import RunResult, variant_label
-from plp_bench.runconfig import load_run_config, resolve
-from plp_bench.sweep_progress import RichSweepProgress
-from plp_bench.sweeps import RunError, RunTask
+from plp_bench.core.config import ConfigError
+from plp_bench.core.record import RunResult, variant_label
+from plp_bench.methods.catalogue import get_method
+from plp_bench.sweeps.config_file import load_run_config, resolve
+from plp_bench.sweeps.grid import RunError, RunTask
+from plp_bench.sweeps.progress import RichSweepProgress
+from plp_bench.sweeps.ray import Placement, RaySettings, plan_placement
 
 
 def node(cpus, gpus=0):
@@ -89,7 +89,7 @@ def test_records_placed_by_ray_are_their_own_report_variant():
 
 
 def test_the_progress_display_shows_every_run_in_flight():
-    from plp_bench.run_protocol import Progress
+    from plp_bench.runs.protocol import Progress
 
     out = io.StringIO()
     console = Console(file=out, width=200, force_terminal=False)

@@ -9,12 +9,12 @@ import pytest
 from helpers import tiny
 from rich.console import Console
 
-from plp_bench import summary
 from plp_bench.cli import main
-from plp_bench.methods import get_method
-from plp_bench.profiles import geometric_mean, profile_score
-from plp_bench.sweeps import sweep
-from plp_bench.tables import to_rich
+from plp_bench.core.tables import to_rich
+from plp_bench.methods.catalogue import get_method
+from plp_bench.report import summary
+from plp_bench.report.performance_profiles import geometric_mean, profile_score
+from plp_bench.sweeps.grid import sweep
 
 
 @pytest.fixture(scope="module")

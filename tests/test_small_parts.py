@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from plp_bench import results
-from plp_bench.registry import Registry, UnknownNameError
-from plp_bench.schedules import Constant, Cyclic, ScheduleRunner
-from plp_bench.stats import bootstrap_median, paired_ratios
+from plp_bench.core import record as results
+from plp_bench.core.registry import Registry, UnknownNameError
+from plp_bench.core.stats import bootstrap_median, paired_ratios
+from plp_bench.methods.schedules import Constant, Cyclic, ScheduleRunner
 
 
 def test_registry_duplicates_and_suggestions():
@@ -18,7 +18,7 @@ def test_registry_duplicates_and_suggestions():
     reg.add("alpha", 1)
     with pytest.raises(ValueError, match="already registered"):
         reg.add("alpha", 2)
-    with pytest.raises(UnknownNameError, match="Did you mean 'alpha'"):
+    with pytest.raises(UnknownNameError, match="did you mean 'alpha'"):
         reg.get("alpah")
     assert reg.names() == ["alpha"] and "alpha" in reg
 

@@ -3,9 +3,10 @@
 import pytest
 from helpers import tiny
 
-from plp_bench import results, sweep
-from plp_bench.methods import MethodConfig, get_method
-from plp_bench.sweeps import SequentialExecutor
+from plp_bench import sweep
+from plp_bench.core import record as results
+from plp_bench.methods.catalogue import MethodConfig, get_method
+from plp_bench.sweeps.grid import SequentialExecutor
 
 
 def grid():
@@ -84,8 +85,8 @@ def test_the_dataset_cache_keeps_one_split_per_source(tmp_path):
     serves sweeps of several data roots) builds again, and only one is ever kept."""
     from helpers import tiny
 
-    from plp_bench.methods import get_method
-    from plp_bench.sweeps import DatasetCache, RunTask
+    from plp_bench.methods.catalogue import get_method
+    from plp_bench.sweeps.grid import DatasetCache, RunTask
 
     built = []
 

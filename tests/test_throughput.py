@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from plp_bench import models, workloads
 from plp_bench.cli import main
 from plp_bench.data import EpochSampler, random_crop_flip
-from plp_bench.throughput import (
+from plp_bench.studies.image_throughput import (
     CLASSES,
     IMAGE_SHAPE,
     SYNTHETIC_IMAGES,

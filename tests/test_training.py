@@ -12,9 +12,12 @@ import torch.nn.functional as F
 from helpers import tiny
 
 from benchmarks.loop import plain_loop
-from plp_bench import data, run, run_protocol, training, training_clock
-from plp_bench.methods import MethodConfig, get_method
-from plp_bench.results import RunResult
+from plp_bench import data, run
+from plp_bench.core.record import RunResult
+from plp_bench.methods.catalogue import MethodConfig, get_method
+from plp_bench.runs import clock as training_clock
+from plp_bench.runs import device as run_device
+from plp_bench.runs import training
 
 
 def curves_json(result: RunResult) -> str:
@@ -169,7 +172,7 @@ def test_untuned_optimizer_uses_defaults():
 def test_cuda_absent_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(run_protocol.DeviceError, match="no CUDA device"):
+    with pytest.raises(run_device.DeviceError, match="no CUDA device"):
         run(tiny(), get_method("sgd"), seed=0, device="cuda")
 
 
@@ -184,7 +187,7 @@ def test_cuda_matches_cpu_when_present():
 
 def test_the_run_entry_sends_solved_methods_to_the_solver_and_the_rest_to_the_loop():
     """``run`` dispatches; each of the two runs refuses the other kind of method by name."""
-    from plp_bench.linearized_run import run_linearized
+    from plp_bench.runs.solving import run_linearized
 
     workload = tiny(steps=4, eval_every=2)
     solved = get_method("linearized-bdf")

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ..wrapper import OptimizerWrapper
+from ..optimizer_wrapper import OptimizerWrapper
 from .net import HISTORY_FRACTIONS
 
 PAPER_STRATA = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.25))

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from ..wrapper import OptimizerWrapper
+from ..optimizer_wrapper import OptimizerWrapper
 from .net import HISTORY_FRACTIONS, IntrospectionNet, load_net
 from .predictors import GaussianNoise, IntrospectionPredictor, PolynomialFit, Predictor
 

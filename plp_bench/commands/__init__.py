@@ -13,6 +13,8 @@ from . import (
     throughput,
 )
 
+LAYER = 9
+
 COMMANDS = (run, throughput, listing, ode_table, claims, report, rerun, introspection,
             data_files)
 

@@ -1,6 +1,6 @@
 """``plp-bench claims``: each paper's headline claim re-measured on paired seeds through the
 normal sweep, with the paper's number, ours with its 95% interval, and a verdict
-(:mod:`plp_bench.claim_registry`, :mod:`plp_bench.claim_runs`, :mod:`plp_bench.verdicts`)."""
+(:mod:`plp_bench.claims.registry`, :mod:`plp_bench.claims.measurement`, :mod:`plp_bench.claims.verdicts`)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _chosen(claims: list, names: list[str] | None) -> list:
-    from ..config import ConfigError, closest
+    from ..core.config import ConfigError, closest
 
     if not names:
         return claims
@@ -60,15 +60,16 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
 
     import torch
 
-    from ..claim_registry import load_claims, plan_claim
-    from ..claim_report import CLAIMS_FILE, counts, crossover_lines, to_json, verdict_table
-    from ..config import ConfigError, parse
-    from ..execution import ExecutionSettings, check_device
-    from ..results import write_json_atomic
-    from ..runconfig import RunConfig, ray_settings
-    from ..sweeps import SequentialExecutor
-    from ..tables import to_rich
-    from ..verdicts import MIN_PAIRS
+    from ..claims.registry import load_claims, plan_claim
+    from ..claims.report import CLAIMS_FILE, counts, crossover_lines, to_json, verdict_table
+    from ..claims.verdicts import MIN_PAIRS
+    from ..core.config import ConfigError, parse
+    from ..core.execution_settings import ExecutionSettings
+    from ..core.record import write_json_atomic
+    from ..core.tables import to_rich
+    from ..runs.device import check_settings_on_device
+    from ..sweeps.config_file import RunConfig, ray_settings
+    from ..sweeps.grid import SequentialExecutor
 
     if args.max_seeds < MIN_PAIRS:
         raise ConfigError(f"{args.max_seeds} is below the minimum {MIN_PAIRS} (a verdict needs "
@@ -82,11 +83,11 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     if ray is None:
         executor = SequentialExecutor()
     else:
-        from ..ray_executor import RayExecutor
+        from ..sweeps.ray import RayExecutor
 
         executor = RayExecutor(ray)
-    device = executor.check_device(config.device)
-    check_device(ExecutionSettings(), torch.device(device))
+    device = executor.device_for_runs(config.device)
+    check_settings_on_device(ExecutionSettings(), torch.device(device))
     planned = [p for claim in claims for p in plan_claim(
         claim, args.size, device=device, data_root=args.data_dir, step_cap=args.step_cap)]
     if ray is not None:
@@ -129,8 +130,8 @@ def _measure(planned, args, executor, device: str, streams: Streams):
     finished record is kept, and the same command resumes)."""
     from rich.markup import escape
 
-    from ..claim_runs import measure
-    from ..sweep_progress import RichSweepProgress
+    from ..claims.measurement import measure
+    from ..sweeps.progress import RichSweepProgress
     from .run import sigterm_interrupts
 
     with RichSweepProgress(streams.err) as observer, sigterm_interrupts() as stopped:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
-from ..execution import COMPILE_CHOICES, PRECISIONS
+from ..core.execution_settings import COMPILE_CHOICES, PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Streams:
 
 
 def add_execution_flags(parser: argparse.ArgumentParser) -> None:
-    """How the model executes (:mod:`plp_bench.execution`); unset flags leave the config's."""
+    """How the model executes (:mod:`plp_bench.runs.execution`); unset flags leave the config's."""
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="fp32 (default), tf32 (CUDA) or bf16 (autocast)")
     parser.add_argument("--channels-last", action="store_const", const=True,
@@ -46,7 +46,7 @@ RAY_FLAGS = ("executor", "address", "workers", "cpus_per_run", "gpus_per_run", "
 
 
 def add_ray_flags(parser: argparse.ArgumentParser) -> None:
-    """Where the runs happen: in this process, or as Ray tasks (:mod:`plp_bench.ray_executor`)."""
+    """Where the runs happen: in this process, or as Ray tasks (:mod:`plp_bench.sweeps.ray`)."""
     ray = parser.add_argument_group("distributed runs (--executor ray)")
     ray.add_argument("--executor", choices=["in-process", "ray"],
                      help="in-process (default: one run after another here) or ray (each run a "

@@ -1,5 +1,5 @@
 """``plp-bench introspection train | check``: the introspection network of the weight-jump
-methods, trained from real weight histories (:mod:`plp_bench.introspection_training`), or a
+methods, trained from real weight histories (:mod:`plp_bench.studies.introspection_net`), or a
 trained one checked on its held-out histories."""
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def handle_train(args: argparse.Namespace, streams: Streams) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from ..config import ConfigError
-    from ..introspection_training import PipelineSettings, save, train_pipeline
+    from ..core.config import ConfigError
+    from ..studies.introspection_net import PipelineSettings, save, train_pipeline
 
     for flag, value, minimum in (("--n0-steps", args.n0_steps, 100),
                                  ("--fit-steps", args.fit_steps, 1),
@@ -114,7 +114,7 @@ def handle_check(args: argparse.Namespace, streams: Streams) -> int:
     from baselines.introspection.fitting import l1_error
     from baselines.introspection.net import load_net, read_weights_file, shipped_path
 
-    from ..config import ConfigError
+    from ..core.config import ConfigError
 
     path = Path(args.file) if args.file else shipped_path()
     try:

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, streams: Streams) -> int:
-    from .. import data, methods, models, workloads
+    from .. import data, models, workloads
+    from ..methods import catalogue as methods
 
     listings = {
         "workloads": workloads.list_workloads,

@@ -1,5 +1,6 @@
 """``plp-bench ode-table``: the linear-model ODE paper's table, time to training accuracy of
-full-batch gradient descent against the linearised network's flow (:mod:`plp_bench.ode_table`)."""
+full-batch gradient descent against the linearised network's flow
+(:mod:`plp_bench.studies.ode_comparison`)."""
 
 from __future__ import annotations
 
@@ -36,12 +37,14 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
 
     from rich.markup import escape
 
-    from .. import data, methods, workloads
-    from ..config import ConfigError
-    from ..ode_table import PAPER_THRESHOLDS, compare, table
-    from ..registry import UnknownNameError
-    from ..results import write_json_atomic
-    from ..solvers import SOLVERS
+    from .. import data, workloads
+    from ..core.config import ConfigError
+    from ..core.record import write_json_atomic
+    from ..core.registry import UnknownNameError
+    from ..core.tables import to_rich
+    from ..methods import catalogue as methods
+    from ..methods.solvers import SOLVERS
+    from ..studies.ode_comparison import PAPER_THRESHOLDS, compare, table
 
     out, err = streams.out, streams.err
     names = args.workload or ["banknote-mlp", "magic-mlp"]
@@ -62,7 +65,7 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     try:
         solver = SOLVERS.get(args.solver)(space=args.space)
     except UnknownNameError as error:
-        raise ConfigError(str(error), path=("--solver",)) from None
+        raise ConfigError(error.problem, path=("--solver",)) from None
     results = []
     for workload in chosen:
         gd = methods.MethodConfig(name="gd", optimizer="gd")
@@ -77,7 +80,7 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
                     err.print(f"[red]refused:[/] {escape(str(error))}", highlight=False)
                     return 1
             results.append(comparison)
-            out.print(table(comparison))
+            out.print(to_rich(table(comparison)))
             out.print()
     if args.json:
         write_json_atomic(args.json, [asdict(c) for c in results])

@@ -11,12 +11,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from .. import asv_results, summary
-from ..changes import asv_table, record_changes
-from ..config import ConfigError
-from ..environment import git_commit
-from ..record_sources import RecordSet, commit_folders, read_folders, records_of
-from ..tables import to_rich
+from ..core.config import ConfigError
+from ..core.environment import git_commit
+from ..core.tables import to_rich
+from ..report import asv_results, summary
+from ..report.changes import asv_table, record_changes
+from ..report.record_sources import RecordSet, commit_folders, read_folders, records_of
 from .common import Streams
 
 DEFAULT_FOLDER = "results"
@@ -97,7 +97,7 @@ def report(folders: list[str], *, workloads: list[str] | None, compare: str | No
     values = asv_results.commit_values(asv_dir, commit) if commit else []
     baseline = None
     if compare is not None:
-        from ..html_report import Baseline
+        from ..pages.html import Baseline
 
         base_found, base_commit = records_of(compare)
         base_found = base_found.only({r.workload for r in found.records})
@@ -133,7 +133,7 @@ def report(folders: list[str], *, workloads: list[str] | None, compare: str | No
         for line in found.failures:
             out.print(f"  failed: {line}", highlight=False, markup=False)
     if html and found.records:
-        from ..html_report import build_commit_page, build_index
+        from ..pages.html import build_commit_page, build_index
 
         started = time.perf_counter()
         with err.status("building the HTML report ..."):

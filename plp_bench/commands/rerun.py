@@ -1,5 +1,5 @@
 """``plp-bench rerun RECORD``: train a record's run again from the config it stores and say
-whether every deterministic field came out the same (:mod:`plp_bench.rerun`)."""
+whether every deterministic field came out the same (:mod:`plp_bench.sweeps.reproduce`)."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ def _short(value, limit: int = 120) -> str:
 
 
 def handle(args: argparse.Namespace, streams: Streams) -> int:
-    from ..config import ConfigError
-    from ..rerun import differences, environment_changes, rerun_record
-    from ..results import save
+    from ..core.config import ConfigError
+    from ..core.record import save
+    from ..sweeps.reproduce import differences, environment_changes, rerun_record
 
     out, err = streams.out, streams.err
     path = Path(args.record)

@@ -60,10 +60,10 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     import torch
 
     from .. import data
-    from ..config import ConfigError
-    from ..execution import check_device
-    from ..runconfig import load_run_config, resolve
-    from ..sweeps import SequentialExecutor
+    from ..core.config import ConfigError
+    from ..runs.device import check_settings_on_device
+    from ..sweeps.config_file import load_run_config, resolve
+    from ..sweeps.grid import SequentialExecutor
 
     config, source = load_run_config(
         getattr(args, "config", None),
@@ -76,12 +76,12 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     if plan.ray is None:
         executor = SequentialExecutor()
     else:
-        from ..ray_executor import RayExecutor
+        from ..sweeps.ray import RayExecutor
 
         executor = RayExecutor(plan.ray)
-    device = executor.check_device(plan.device)
+    device = executor.device_for_runs(plan.device)
     try:
-        check_device(plan.settings, torch.device(device))
+        check_settings_on_device(plan.settings, torch.device(device))
     except ConfigError as error:
         raise ConfigError(error.problem, source=source, path=error.path) from None
     for dataset in sorted({w.dataset for w in plan.workloads}):
@@ -99,9 +99,9 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
 def _sweep(plan, executor, device: str, streams: Streams) -> int:
     """The sweep with its progress display, then the tables; Ctrl-C and SIGTERM end it with
     every finished record kept."""
-    from .. import summary
-    from ..sweep_progress import RichSweepProgress
-    from ..sweeps import sweep
+    from ..report import summary
+    from ..sweeps.grid import sweep
+    from ..sweeps.progress import RichSweepProgress
 
     out, err = streams.out, streams.err
     with RichSweepProgress(err) as observer, sigterm_interrupts() as stopped:

@@ -1,5 +1,5 @@
 """``plp-bench throughput``: milliseconds per training step, images per second and peak GPU
-memory of the CIFAR backbones on CIFAR-shaped inputs (:mod:`plp_bench.throughput`)."""
+memory of the CIFAR backbones on CIFAR-shaped inputs (:mod:`plp_bench.studies.image_throughput`)."""
 
 from __future__ import annotations
 
@@ -38,12 +38,14 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     import torch
     from rich.table import Table
 
-    from .. import data, environment, methods
-    from ..config import ConfigError
-    from ..execution import ExecutionSettings, check_device
-    from ..results import write_json_atomic
-    from ..run_protocol import resolve_device
-    from ..throughput import THROUGHPUT_MODELS, ThroughputBench
+    from .. import data
+    from ..core import environment
+    from ..core.config import ConfigError
+    from ..core.execution_settings import ExecutionSettings
+    from ..core.record import write_json_atomic
+    from ..methods import catalogue as methods
+    from ..runs.device import check_settings_on_device, resolve_device
+    from ..studies.image_throughput import THROUGHPUT_MODELS, ThroughputBench
 
     out, err = streams.out, streams.err
     names = args.model or list(THROUGHPUT_MODELS)
@@ -61,7 +63,7 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     settings = ExecutionSettings(**execution_overrides(args))
     device = resolve_device(args.device)
     try:
-        check_device(settings, device)
+        check_settings_on_device(settings, device)
     except ConfigError as error:
         raise ConfigError(error.problem, path=("--precision",)) from None
     if args.inputs == "cifar100":

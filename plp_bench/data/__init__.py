@@ -16,6 +16,8 @@ from .files import DataError, NotCanonicalError, data_root
 from .readers import READERS
 from .readers import check_available as _check_available
 
+LAYER = 2
+
 DEFAULT_VAL_FRACTION = 0.2  # the PLP paper's protocol: 20% of the training set
 
 __all__ = [
@@ -51,7 +53,7 @@ def load(
 
     ``seed`` chooses the validation split; ``test_split_seed`` the test split of datasets that
     have no official one. Raises :class:`DataError` for a missing or malformed file and
-    :class:`~plp_bench.registry.UnknownNameError` for an unknown name.
+    :class:`~plp_bench.core.registry.UnknownNameError` for an unknown name.
     """
     return build_dataset(name, read_raw(name, root=root), seed=seed, val_fraction=val_fraction,
                          test_split_seed=test_split_seed, device=device)

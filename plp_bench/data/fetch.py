@@ -60,7 +60,7 @@ def fetch(name: str, root: str | os.PathLike[str] | None = None, *,
     if name in BUNDLED:
         return [f"{name} ships with scikit-learn: nothing to fetch"]
     if name not in CATALOG:
-        from ..registry import UnknownNameError
+        from ..core.registry import UnknownNameError
 
         raise UnknownNameError("dataset", name, sorted(set(CATALOG) | BUNDLED))
     spec = CATALOG[name]

@@ -98,10 +98,6 @@ def data_root(root: str | os.PathLike[str] | None = None) -> Path:
     return DEFAULT_ROOT.expanduser()
 
 
-def dataset_dir(dataset: str, root: str | os.PathLike[str] | None = None) -> Path:
-    return data_root(root) / CATALOG[dataset].subdir
-
-
 def missing_file_error(dataset: str, path: Path, problem: str = "is missing") -> DataError:
     """One clear message: the file, the folder searched, where to get it and the fetch command."""
     spec = CATALOG[dataset]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..registry import Registry
+from ..core.registry import Registry
 from .cifar import LAYOUTS, read_cifar
 from .dataset import RawData
 from .files import CATALOG, DataError, missing_file_error, require_file, verify_known_file

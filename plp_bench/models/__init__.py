@@ -14,9 +14,11 @@ from typing import Any
 
 from torch import nn
 
-from ..registry import UnknownNameError
+from ..core.registry import UnknownNameError
 from . import cifar, introspection, small  # noqa: F401  (importing registers the models)
 from .registry import MODELS
+
+LAYER = 2
 
 Factory = Callable[..., nn.Module]
 _TORCHVISION = {"tv_vgg16": "vgg16", "tv_resnet18": "resnet18", "tv_googlenet": "googlenet"}

@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..registry import Registry
+from ..core.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import data, models
-from ..config import ConfigError, closest, field, parse, read_yaml, to_plain
-from ..methods import OPTIMIZERS, ComponentConfig
-from ..registry import Registry
-from ..schedules import SCHEDULES, Schedule
+from ..core.config import ConfigError, closest, field, parse, read_yaml, to_plain
+from ..core.registry import Registry
+from ..methods.catalogue import OPTIMIZERS, ComponentConfig
+from ..methods.schedules import SCHEDULES, Schedule
+
+LAYER = 4
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class Workload:
     stop_at_targets: bool = field(default=False, doc="end the run once every target is reached")
     jump_steps: list[int] = field(
         default_factory=list, doc="steps at which weight-jump methods jump; empty: a fixed "
-        "fraction of the budget (plp_bench.weight_jumps)")
+        "fraction of the budget (plp_bench.methods.weight_jumps)")
     description: str = ""
     reference: str = ""
 

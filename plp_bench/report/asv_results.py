@@ -1,0 +1,155 @@
+"""asv's own results: the values a commit's benchmarks recorded, and the noise thresholds.
+
+asv writes one file per machine, commit and environment (``<results>/<machine>/<hash8>-<env>
+.json``): ``results`` maps each benchmark to a row laid out by ``result_columns``, whose
+``result`` holds one value per point of the cartesian product of ``params`` (``None``: failed;
+NaN: skipped). Units and parameter names are in ``<results>/benchmarks.json``.
+
+The regression thresholds are those of ``asv.conf.json`` (JSON with ``//`` comments), matched
+as asv matches them: every regular expression that ``re.match``-es the benchmark name counts,
+and the largest threshold wins.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.config import ConfigError
+
+DEFAULT_THRESHOLD = 0.05  # asv's own default
+
+
+@dataclass(frozen=True)
+class AsvValue:
+    """One benchmark at one parameter point of one commit."""
+
+    benchmark: str
+    params: tuple[str, ...]
+    value: float | None  # None: failed or skipped
+    unit: str
+    machine: str
+    skipped: bool = False  # asv skipped the point (NotImplementedError in setup)
+
+    @property
+    def suite(self) -> str:
+        return self.benchmark.split(".", 1)[0]
+
+    @property
+    def key(self) -> tuple[str, tuple[str, ...], str]:
+        return self.benchmark, self.params, self.machine
+
+    @property
+    def label(self) -> str:
+        return f"{self.benchmark}({', '.join(self.params)})" if self.params else self.benchmark
+
+
+def _param_text(value: str) -> str:
+    # asv stores parameter values as their repr: "'mlp'" -> mlp
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"" \
+        else value
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: unreadable asv results ({error})",
+                          path=("asv results",)) from None
+
+
+def _units(results_dir: Path) -> dict[str, str]:
+    path = results_dir / "benchmarks.json"
+    if not path.is_file():
+        return {}
+    meta = _read_json(path)
+    return {name: info.get("unit", "") for name, info in meta.items() if isinstance(info, dict)}
+
+
+def commit_values(results_dir: str | Path, commit: str) -> list[AsvValue]:
+    """Every value asv recorded for ``commit`` (a full hash) on any machine under the results
+    folder; empty when there are none."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        return []
+    units = _units(results_dir)
+    values: list[AsvValue] = []
+    for path in sorted(results_dir.glob(f"*/{commit[:8]}-*.json")):
+        data = _read_json(path)
+        if data.get("commit_hash") != commit:
+            continue
+        machine = data.get("params", {}).get("machine", path.parent.name)
+        columns = data.get("result_columns", ["result", "params"])
+        for name, row in sorted(data.get("results", {}).items()):
+            entry = dict(zip(columns, row, strict=False))
+            results, params = entry.get("result"), entry.get("params") or []
+            if results is None:
+                continue
+            points = list(itertools.product(*params)) if params else [()]
+            if not isinstance(results, list):
+                results = [results]
+            for point, value in zip(points, results, strict=False):
+                skipped = isinstance(value, float) and math.isnan(value)
+                values.append(AsvValue(name, tuple(_param_text(p) for p in point),
+                                       None if value is None or skipped else float(value),
+                                       units.get(name, ""), machine, skipped))
+    return values
+
+
+def strip_comments(text: str) -> str:
+    """JSON text without ``//`` line comments (outside strings, so URLs survive)."""
+    out, in_string, escaped, i = [], False, False, 0
+    while i < len(text):
+        char = text[i]
+        if in_string:
+            out.append(char)
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+            out.append(char)
+        elif text.startswith("//", i):
+            while i < len(text) and text[i] != "\n":
+                i += 1
+            continue
+        else:
+            out.append(char)
+        i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The regression thresholds of an asv configuration."""
+
+    patterns: tuple[tuple[str, float], ...] = ()
+    source: str = "asv's default"
+
+    def of(self, benchmark: str) -> float:
+        matching = [t for pattern, t in self.patterns if re.match(pattern, benchmark)]
+        return max(matching) if matching else DEFAULT_THRESHOLD
+
+    @classmethod
+    def load(cls, path: str | Path = "asv.conf.json") -> Thresholds:
+        """The thresholds of ``path``; asv's default when the file is absent."""
+        path = Path(path)
+        if not path.is_file():
+            return cls()
+        try:
+            config = json.loads(strip_comments(path.read_text()))
+            raw = config.get("regressions_thresholds", {})
+            patterns = tuple((str(k), float(v)) for k, v in raw.items())
+            for pattern, _ in patterns:
+                re.compile(pattern)
+        except (OSError, json.JSONDecodeError, TypeError, ValueError, re.error) as error:
+            raise ConfigError(f"{path}: cannot read regressions_thresholds ({error})",
+                              path=("regressions_thresholds",)) from None
+        return cls(patterns, str(path))
