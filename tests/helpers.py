@@ -24,6 +24,17 @@ def tiny(name="breast_cancer-mlp", **changes):
     return workloads.override(workloads.get(name), body)
 
 
+def data_available(dataset: str) -> bool:
+    """Whether the real files of ``dataset`` are in the data root (CI points it at them)."""
+    from plp_bench import data
+
+    try:
+        data.check_available(dataset)
+    except data.DataError:
+        return False
+    return True
+
+
 def records(folder: Path) -> dict[Path, dict]:
     """The run records under ``folder``, by path."""
     return {p: json.loads(p.read_text()) for p in sorted(folder.rglob("seed-*.json"))}

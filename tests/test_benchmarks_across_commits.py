@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import data_available
+
 ROOT = Path(__file__).resolve().parents[1]
 # the last commit whose suites imported the harness's internals (plp_bench.benchmarking,
 # plp_bench.method_cost, training.stream_seed)
@@ -32,16 +34,6 @@ def older_commit() -> str:
     found = subprocess.run(["git", "cat-file", "-e", f"{RECORDED_COMMIT}^{{commit}}"], cwd=ROOT,
                            capture_output=True)
     return RECORDED_COMMIT if found.returncode == 0 else git("rev-parse", "HEAD~1")
-
-
-def banknote_available() -> bool:
-    from plp_bench import data
-
-    try:
-        data.check_available("banknote")
-    except data.DataError:
-        return False
-    return True
 
 
 def asv_config(tmp_path: Path) -> Path:
@@ -90,7 +82,7 @@ def test_todays_suites_run_or_skip_on_an_older_commit(tmp_path):
                 "step_cost.UpdateOverhead", "step_cost.HeldMemory",
                 "step_cost.TrainingStepOverhead", "loop.LoopOverhead", "jumps.JumpCost",
                 "jumps.JumpTime"}
-    if banknote_available():  # the ODE suite's workload (CI has the real data)
+    if data_available("banknote"):  # the ODE suite's workload (CI has the real data)
         expected.add("ode.OdeVersusGradientDescent")
     assert expected <= measured, measured
     records = list((tmp_path / "runs" / commit / "smoke").rglob("seed-*.json"))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import data_available
 from scipy import stats
 
 from plp_bench.claims import verdicts
@@ -261,8 +262,13 @@ def test_a_ci_claims_run_gives_every_claim_a_verdict(ci_claims):
     assert report == json.loads((folder / "copy.json").read_text())
     assert {c.name for c in load_claims()} == {r["claim"] for r in report["rows"]}
     tested = [r for r in report["rows"] if r["reason"] is None]
-    assert {r["claim"] for r in tested} >= {"plp-table4", "linear-ode-banknote",
-                                           "xgrad-accuracy", "demon-speed"}
+    # banknote is a real file (CI has it): without it, its claim is listed as not testable
+    with_banknote = {"linear-ode-banknote"} if data_available("banknote") else set()
+    assert {r["claim"] for r in tested} >= {"plp-table4", "xgrad-accuracy", "demon-speed",
+                                           *with_banknote}
+    if not with_banknote:
+        missing = [r for r in report["rows"] if r["claim"] == "linear-ode-banknote"]
+        assert missing and all(r["reason"].startswith("data missing") for r in missing)
     for row in report["rows"]:
         assert row["check_verdict"] in verdicts.VERDICTS
         if row["reason"]:  # listed, not hidden
@@ -282,8 +288,10 @@ def test_a_ci_claims_run_gives_every_claim_a_verdict(ci_claims):
     assert undecided and all(r["pairs"] + r["excluded"] == MAX_SEEDS for r in undecided
                              if r["verdict"] != verdicts.CONTRADICTED)
     crossings = report["crossovers"]
-    assert [c["dataset"] for c in crossings] == ["banknote"]
-    assert crossings[0]["rates"] == [0.01, 0.03, 0.1] and len(crossings[0]["speedups"]) == 3
+    assert [c["dataset"] for c in crossings] == (["banknote"] if with_banknote else [])
+    if with_banknote:
+        assert crossings[0]["rates"] == [0.01, 0.03, 0.1]
+        assert len(crossings[0]["speedups"]) == 3
     # runs went through the sweep: records under the results folder, one per cell
     records = list((folder / "results").glob("*/*/seed-*.json"))
     assert len(records) == report["trained"] > 0
@@ -307,11 +315,16 @@ def test_the_html_page_has_the_claims_section(ci_claims):
     folder, _, _ = ci_claims
     out = folder / "pages"
     # one workload's records keep the page small; the section reads claims.json whole
+    report = json.loads((folder / "results" / "claims.json").read_text())
+    workload = sorted({r["workload"] for r in report["rows"] if r["claim"] == "demon-speed"
+                       and r["reason"] is None})[0]
     assert main(["report", str(folder / "results"), "--html", "--out", str(out),
-                 "--workload", f"banknote-mlp-lr0.1-cap{CAP}"]) == 0
+                 "--workload", workload]) == 0
     page = next(Path(out).glob("*/index.html")).read_text()
     assert '<h2 id="claims">Claims</h2>' in page
-    for name in ("plp-table4", "linear-ode-banknote", "demon-speed"):
+    names = ["plp-table4", "demon-speed"]
+    names += ["linear-ode-banknote"] if data_available("banknote") else []
+    for name in names:
         section = page.split(f'<h3 id="claim-{name}">')[1].split("<h3")[0]
         assert "<svg" in section
 
