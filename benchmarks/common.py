@@ -311,9 +311,13 @@ def _number(variable: str, kind: type) -> Any:
     if value is None or value == "":
         return None
     try:
-        return kind(value)
+        number = kind(value)
     except ValueError:
         raise ValueError(f"{variable}={value!r} is not a {kind.__name__}") from None
+    low = 0 if variable == "PLP_BENCH_GPUS_PER_RUN" else 1
+    if not number >= low:  # named here: the executor would blame its command-line flag
+        raise ValueError(f"{variable}={value!r} is below the minimum {low}")
+    return number
 
 
 def _grid_executor(name: str):

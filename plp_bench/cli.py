@@ -22,6 +22,7 @@ from .commands import COMMANDS
 from .commands import run as run_command
 from .commands.common import Streams
 from .core.config import ConfigError
+from .core.environment import check_commit_variables
 from .core.record import ResultError
 from .core.registry import UnknownNameError
 from .runs.device import DeviceError
@@ -56,7 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     streams = Streams(_console(sys.stdout), _console(sys.stderr), argv)
     handle = getattr(args, "handle", run_command.handle)  # no command: the default run
     try:
+        check_commit_variables()
         return handle(args, streams)
+    except OSError as error:  # a folder that cannot be written, a disk that is full, ...
+        if args.debug:
+            traceback.print_exc()
+        where = f"{error.filename}: " if error.filename else ""
+        streams.err.print(f"[red]error:[/] {escape(where + (error.strerror or str(error)))}",
+                          highlight=False)
+        return EXIT_CONFIG
     except (ConfigError, UnknownNameError, DeviceError, ResultError, data.DataError) as error:
         if args.debug:
             traceback.print_exc()

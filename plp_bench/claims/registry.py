@@ -289,7 +289,7 @@ def _missing(workload: Workload, device: str, data_root: str | None) -> str | No
     if workload.dataset.startswith("cifar") and not device.startswith("cuda"):
         return "needs CUDA: the paper's CIFAR budget is for a GPU (--device cuda)"
     try:
-        data.check_available(workload.dataset, data_root)
+        data.check_available(workload.dataset, data_root, contents=True)
     except data.DataError as error:
         return f"data missing: {error}"
     return None

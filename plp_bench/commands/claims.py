@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from ..core.config import MAX_SEEDS, MAX_STEPS
 from .common import RAY_FLAGS, Streams, add_ray_flags
 
 DEFAULT_MAX_SEEDS = 20
@@ -22,10 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="a claim to measure (repeatable); default: every claim")
     parser.add_argument("--max-seeds", type=int, default=DEFAULT_MAX_SEEDS, metavar="N",
                         help="pairs of seeds at most before an undecided claim is reported "
-                        f"'not confirmed' (default {DEFAULT_MAX_SEEDS})")
+                        f"'not confirmed', 3 to {MAX_SEEDS} (default {DEFAULT_MAX_SEEDS})")
     parser.add_argument("--step-cap", type=int, metavar="N",
-                        help="cut every run to at most N steps (a quick look; rows are marked "
-                        "'capped')")
+                        help=f"cut every run to at most N steps, 1 to {MAX_STEPS} (a quick look; "
+                        "rows are marked 'capped')")
     parser.add_argument("--registry", metavar="FILE",
                         help="a claims YAML file (default: the shipped registry)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
@@ -74,8 +75,14 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     if args.max_seeds < MIN_PAIRS:
         raise ConfigError(f"{args.max_seeds} is below the minimum {MIN_PAIRS} (a verdict needs "
                           f"{MIN_PAIRS} pairs of seeds)", path=("--max-seeds",))
+    if args.max_seeds > MAX_SEEDS:
+        raise ConfigError(f"{args.max_seeds} is above the maximum {MAX_SEEDS}",
+                          path=("--max-seeds",))
     if args.step_cap is not None and args.step_cap < 1:
         raise ConfigError(f"{args.step_cap} is below the minimum 1", path=("--step-cap",))
+    if args.step_cap is not None and args.step_cap > MAX_STEPS:
+        raise ConfigError(f"{args.step_cap} is above the maximum {MAX_STEPS}",
+                          path=("--step-cap",))
     claims = _chosen(load_claims(args.registry), args.claim)
     config = parse(RunConfig, {"device": args.device, "results": args.results, **{
         key: getattr(args, key) for key in RAY_FLAGS if getattr(args, key) is not None}})

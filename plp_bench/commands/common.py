@@ -53,8 +53,9 @@ def add_ray_flags(parser: argparse.ArgumentParser) -> None:
                      "Ray task: an embedded Ray on this machine, or a cluster with --address)")
     ray.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster's head "
                      "(default $RAY_ADDRESS, else an embedded Ray)")
-    ray.add_argument("--workers", type=int, metavar="N", help="runs in flight at most "
-                     "(default: as many as the cluster's GPUs, or CPUs, allow)")
+    ray.add_argument("--workers", type=int, metavar="N", help="runs in flight at most, no "
+                     "more than the cluster can run at once (default: as many as its GPUs, or "
+                     "CPUs, allow)")
     ray.add_argument("--cpus-per-run", type=int, metavar="N", help="CPUs and torch threads of "
                      "each run (default: the cluster's CPUs split evenly over the workers)")
     ray.add_argument("--gpus-per-run", type=float, metavar="G", help="GPUs of each run "

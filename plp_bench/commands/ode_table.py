@@ -38,7 +38,7 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     from rich.markup import escape
 
     from .. import data, workloads
-    from ..core.config import ConfigError
+    from ..core.config import MAX_STEPS, ConfigError
     from ..core.record import write_json_atomic
     from ..core.registry import UnknownNameError
     from ..core.tables import to_rich
@@ -49,13 +49,16 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     out, err = streams.out, streams.err
     names = args.workload or ["banknote-mlp", "magic-mlp"]
     chosen = [workloads.get(name) for name in names]
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ConfigError(f"{args.max_steps} is below the minimum 1", path=("--max-steps",))
+    if args.max_steps is not None and args.max_steps > MAX_STEPS:
+        raise ConfigError(f"{args.max_steps} is above the maximum {MAX_STEPS}",
+                          path=("--max-steps",))
     for workload in chosen:
         if workload.model != "mlp":
             raise ConfigError(f"the ODE table linearises MLPs; {workload.name} uses "
                               f"{workload.model!r}", path=("--workload",))
         data.check_available(workload.dataset, args.data_dir)
-    if args.max_steps is not None and args.max_steps < 1:
-        raise ConfigError(f"{args.max_steps} is below the minimum 1", path=("--max-steps",))
     for value in (args.lr or []):
         if not value > 0:
             raise ConfigError(f"{value} is not a learning rate > 0", path=("--lr",))

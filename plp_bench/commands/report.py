@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from ..core.config import ConfigError
 from ..core.environment import git_commit
+from ..core.record import shared_names
 from ..core.tables import to_rich
 from ..report import asv_results, summary
 from ..report.changes import asv_table, record_changes
@@ -125,6 +126,10 @@ def report(folders: list[str], *, workloads: list[str] | None, compare: str | No
               + (f"; {len(values)} asv values" if values else "")
               + (f"; compared with {compare}: {len(baseline.records)} records"
                  if baseline else ""), highlight=False, markup=False)
+    for label, count in shared_names(found.records).items():
+        out.print(f"{label}: {count} configurations under one workload name (other steps, "
+                  f"targets or batch size); shown apart as {label}#<configuration>",
+                  highlight=False, markup=False)
     for line in found.unreadable:
         err.print(f"[yellow]skipped:[/] {escape(line)}", highlight=False)
     if found.failures:

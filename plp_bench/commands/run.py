@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 from rich.markup import escape
 
+from ..core.config import MAX_SEEDS
 from .common import RAY_FLAGS, Streams, add_execution_flags, add_ray_flags, execution_overrides
 
 
@@ -22,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", action="append", metavar="NAME",
                         help="method to run (repeatable); default: the methods of the default "
                         "run")
-    parser.add_argument("--seeds", type=int, metavar="N", help="number of seeds (default 3)")
+    parser.add_argument("--seeds", type=int, metavar="N",
+                        help=f"number of seeds, 1 to {MAX_SEEDS} (default 3)")
     parser.add_argument("--device", help="cpu or cuda[:N] (default cpu)")
     parser.add_argument("--results", metavar="DIR", help="where run records go (default "
                         "results)")
@@ -65,6 +67,11 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     from ..sweeps.config_file import load_run_config, resolve
     from ..sweeps.grid import SequentialExecutor
 
+    seeds = getattr(args, "seeds", None)
+    if seeds is not None and seeds < 1:
+        raise ConfigError(f"{seeds} is below the minimum 1", path=("--seeds",))
+    if seeds is not None and seeds > MAX_SEEDS:
+        raise ConfigError(f"{seeds} is above the maximum {MAX_SEEDS}", path=("--seeds",))
     config, source = load_run_config(
         getattr(args, "config", None),
         workloads=getattr(args, "workload", None), methods=getattr(args, "method", None),
@@ -85,7 +92,7 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     except ConfigError as error:
         raise ConfigError(error.problem, source=source, path=error.path) from None
     for dataset in sorted({w.dataset for w in plan.workloads}):
-        data.check_available(dataset, plan.data_dir)
+        data.check_available(dataset, plan.data_dir, contents=True)
     if plan.ray is not None:
         executor.start(device)  # connects; a cluster that cannot run them is exit 2
         streams.err.print(executor.describe(), highlight=False, markup=False)

@@ -34,13 +34,33 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def checked_commit(variable: str) -> str:
+    """The commit an environment variable names, refused by name unless it is a plain token
+    (it names a report's folder and the asv run cache's: never a path)."""
+    from .config import ConfigError
+    from .record import COMMIT
+
+    value = os.environ[variable]
+    if not COMMIT.fullmatch(value):
+        raise ConfigError(f"${variable}={value[:80]!r} is not a commit: letters, digits, _ . - "
+                          "(64 at most, starting with a letter or digit)", path=(variable,))
+    return value
+
+
+def check_commit_variables() -> None:
+    """Refuse, before any work, a ``$PLP_BENCH_COMMIT`` or ``$ASV_COMMIT`` that is not a commit."""
+    for var in ("PLP_BENCH_COMMIT", "ASV_COMMIT"):
+        if os.environ.get(var):
+            checked_commit(var)
+
+
 @cache
 def git_commit() -> str | None:
     """The commit under test: ``$PLP_BENCH_COMMIT`` or ``$ASV_COMMIT`` when set (benchmark
     runners install a copy without ``.git``), else ``git rev-parse HEAD`` beside the package."""
     for var in ("PLP_BENCH_COMMIT", "ASV_COMMIT"):
         if os.environ.get(var):
-            return os.environ[var]
+            return checked_commit(var)
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,

@@ -7,9 +7,16 @@ flag. Every number a benchmark tracks from it is lower-is-better.
 
 On disk (schema 2) a record also carries ``checksum``: the SHA-256 of its canonical JSON (sorted
 keys, no whitespace) without that field. Reading recomputes it, so a truncated, corrupted or
-hand-edited file is refused by name instead of being averaged in. Schema 1 files (no checksum)
-are migrated on reading: the fields are the same, so they load unchanged and are written as
-schema 2 the next time they are saved. Any other version is refused.
+hand-edited file is refused by name instead of being averaged in. Schema 1 (the same fields,
+no checksum) is refused by name too: nothing in such a file proves it was written by a run
+rather than by hand, so it is rerun rather than believed. Any other version is refused.
+
+A record whose checksum holds is then validated field by field, as a run config is: every
+field of its type and in its range (a seed is an integer >= 0, an error rate lies in [0, 1],
+the curves have one entry per evaluation, names are plain names, a commit is a plain token),
+the environment and config fields the harness reads likewise, the file at most
+``MAX_RECORD_BYTES`` and nested at most ``MAX_DEPTH`` deep. So a record that reaches a report,
+a path, a thread count or a seed has been checked; one that fails names its file and field.
 """
 
 from __future__ import annotations
@@ -18,14 +25,26 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import ConfigError, field, parse, shown
+
 SCHEMA_VERSION = 2
-MIGRATABLE_VERSIONS = (1,)  # schemas read by migration (same fields, no checksum)
+MAX_RECORD_BYTES = 64 * 2**20  # a long run's record is well under 1 MB
+MAX_DEPTH = 32  # nesting of a record's JSON (the harness writes at most about 8)
+MAX_SEED = 2**63 - 1
+MAX_THREADS = 4096
+# workload and method names (letters, digits, _ . + -), a commit (a hash, or a token such as
+# a branch name: never a path), a device, a config hash
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,199}")
+COMMIT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+DEVICE = re.compile(r"cpu|cuda(:[0-9]{1,3})?")
+HASH = re.compile(r"[0-9a-f]{16}")
 
 
 class ResultError(ValueError):
@@ -47,23 +66,30 @@ def config_hash(config: dict[str, Any]) -> str:
 
 @dataclass
 class Curves:
-    """One entry per evaluation (the first at step 0, before any update)."""
+    """One entry per evaluation (the first at step 0, before any update); ``None`` for a loss
+    that was not finite (or, at step 0, a training loss not yet measured)."""
 
-    step: list[int] = field(default_factory=list)
-    epoch: list[float] = field(default_factory=list)
-    train_seconds: list[float] = field(default_factory=list)
+    step: list[int] = field(default_factory=list, minimum=0)
+    epoch: list[float] = field(default_factory=list, minimum=0)
+    train_seconds: list[float] = field(default_factory=list, minimum=0)
     train_loss: list[float | None] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    val_error: list[float] = field(default_factory=list)
-    val_top5_error: list[float] = field(default_factory=list)
+    val_loss: list[float | None] = field(default_factory=list)
+    val_error: list[float] = field(default_factory=list, minimum=0, maximum=1)
+    val_top5_error: list[float] = field(default_factory=list, minimum=0, maximum=1)
+
+    def __post_init__(self) -> None:
+        lengths = {f.name: len(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"the curves have one entry per evaluation; their lengths "
+                             f"differ: {lengths}")
 
 
 @dataclass
 class TargetResult:
-    target: float
-    steps: int | None = None
-    seconds: float | None = None
-    epoch: float | None = None
+    target: float = field(minimum=0, maximum=1)
+    steps: int | None = field(default=None, minimum=0)
+    seconds: float | None = field(default=None, minimum=0)
+    epoch: float | None = field(default=None, minimum=0)
 
     @property
     def reached(self) -> bool:
@@ -72,33 +98,34 @@ class TargetResult:
 
 @dataclass
 class TestMetrics:
-    accuracy: float
-    error: float
-    top5_error: float
-    loss: float
+    accuracy: float = field(minimum=0, maximum=1)
+    error: float = field(minimum=0, maximum=1)
+    top5_error: float = field(minimum=0, maximum=1)
+    loss: float = field()
 
 
 @dataclass
 class RunResult:
     workload: str
     method: str
-    seed: int
-    device: str
-    config: dict[str, Any]
-    config_hash: str
-    environment: dict[str, Any]
-    curves: Curves
-    targets: list[TargetResult]
-    steps_run: int
-    train_seconds: float
-    wall_seconds: float
+    seed: int = field(minimum=0, maximum=MAX_SEED)
+    device: str = field()
+    config: dict[str, Any] = field()
+    config_hash: str = field()
+    environment: dict[str, Any] = field()
+    curves: Curves = field()
+    targets: list[TargetResult] = field()
+    steps_run: int = field(minimum=0)
+    train_seconds: float = field(minimum=0)
+    wall_seconds: float = field(minimum=0)
     diverged: bool = False
-    diverged_at_step: int | None = None
-    best_epoch: float | None = None
-    best_step: int | None = None
+    diverged_at_step: int | None = field(default=None, minimum=0)
+    best_epoch: float | None = field(default=None, minimum=0)
+    best_step: int | None = field(default=None, minimum=0)
     best_val_loss: float | None = None
     best_test: TestMetrics | None = None
-    test_accuracy_at_epochs: dict[str, float] = field(default_factory=dict)
+    test_accuracy_at_epochs: dict[str, float] = field(default_factory=dict, minimum=0,
+                                                      maximum=1)
     details: dict[str, Any] = field(default_factory=dict)  # method-specific, plain JSON
     schema_version: int = SCHEMA_VERSION
 
@@ -117,37 +144,39 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
-        """Rebuild a record, verifying its checksum (schema 2) or migrating it (schema 1)."""
-        if "schema_version" not in data:
+        """Rebuild a record: its checksum verified (schema 2, the only one read), then every
+        field validated (see the module); a :class:`ResultError` naming the field otherwise."""
+        if not isinstance(data, Mapping) or "schema_version" not in data:
             raise ResultError("not a run record (no schema_version)")
+        _check_depth(data)
         version = data["schema_version"]
-        if version == SCHEMA_VERSION:
-            stored = data.get("checksum")
-            if stored is None:
-                raise ResultError("no checksum: not a complete record of schema "
-                                  f"{SCHEMA_VERSION}")
-            try:
-                actual = checksum(data)
-            except (TypeError, ValueError) as err:
-                raise ResultError(f"not a run record ({err})") from None
-            if stored != actual:
-                raise ResultError("checksum mismatch: the file was edited or corrupted after "
-                                  "it was written")
-        elif version not in MIGRATABLE_VERSIONS:
-            readable = ", ".join(map(str, (*MIGRATABLE_VERSIONS, SCHEMA_VERSION)))
-            raise ResultError(f"schema version {version!r}; this harness reads {readable}"
-                              + (" (written by a newer plp-bench?)" if isinstance(version, int)
-                                 and version > SCHEMA_VERSION else ""))
+        if version == 1:
+            raise ResultError("schema version 1 (no checksum): nothing in the file proves a "
+                              "run wrote it, so it is not read; rerun its cell")
+        if version != SCHEMA_VERSION:
+            raise ResultError(f"schema version {shown(version)}; this harness reads "
+                              f"{SCHEMA_VERSION}" + (" (written by a newer plp-bench?)"
+                                                     if isinstance(version, int)
+                                                     and not isinstance(version, bool)
+                                                     and version > SCHEMA_VERSION else ""))
+        stored = data.get("checksum")
+        if stored is None:
+            raise ResultError(f"no checksum: not a complete record of schema {SCHEMA_VERSION}")
         try:
-            data = {k: v for k, v in data.items() if k != "checksum"}
-            data["schema_version"] = SCHEMA_VERSION
-            data["curves"] = Curves(**data["curves"])
-            data["targets"] = [TargetResult(**t) for t in data["targets"]]
-            if data.get("best_test") is not None:
-                data["best_test"] = TestMetrics(**data["best_test"])
-            return cls(**data)
-        except (KeyError, TypeError) as err:
-            raise ResultError(f"not a run record ({err})") from None
+            actual = checksum(data)
+        except (TypeError, ValueError, RecursionError) as err:
+            raise ResultError(f"not a run record ({type(err).__name__})") from None
+        if stored != actual:
+            raise ResultError("checksum mismatch: the file was edited or corrupted after it "
+                              "was written")
+        body = {k: v for k, v in data.items() if k != "checksum"}
+        try:
+            record = parse(cls, body)
+            _check_fields(record)
+            return record
+        except ConfigError as err:
+            where = ".".join(str(p) for p in err.path) or "(top level)"
+            raise ResultError(f"{where}: {err.problem}") from None
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = None
@@ -213,13 +242,37 @@ def placement_tags(executor: dict[str, Any], threads: Any) -> list[str]:
     return tags
 
 
+def workload_identity(record: RunResult) -> str:
+    """Six hex digits naming the workload configuration a record ran (its budget, targets,
+    batch size, ...), the same for every method and seed of it."""
+    workload = record.config.get("workload")
+    return config_hash({"workload": workload})[:6]
+
+
 def group_runs(records: Iterable[RunResult]) -> dict[str, dict[str, list[RunResult]]]:
     """``grouped[label][method]``: the records of each point, in the order given, by
-    :func:`variant_label`."""
+    :func:`variant_label`. Records under one label that ran different workload
+    configurations (a name reused with other steps or targets) are never pooled: each
+    configuration's label gets ``#`` and its :func:`workload_identity`."""
+    records = list(records)
+    identities: dict[str, set[str]] = {}
+    for r in records:
+        identities.setdefault(variant_label(r), set()).add(workload_identity(r))
     grouped: dict[str, dict[str, list[RunResult]]] = {}
     for r in records:
-        grouped.setdefault(variant_label(r), {}).setdefault(r.method, []).append(r)
+        label = variant_label(r)
+        if len(identities[label]) > 1:
+            label = f"{label}#{workload_identity(r)}"
+        grouped.setdefault(label, {}).setdefault(r.method, []).append(r)
     return grouped
+
+
+def shared_names(records: Iterable[RunResult]) -> dict[str, int]:
+    """Labels that hold records of more than one workload configuration, with how many."""
+    identities: dict[str, set[str]] = {}
+    for r in records:
+        identities.setdefault(variant_label(r), set()).add(workload_identity(r))
+    return {label: len(ids) for label, ids in sorted(identities.items()) if len(ids) > 1}
 
 
 def save(result: RunResult, path: str | os.PathLike[str]) -> Path:
@@ -230,15 +283,116 @@ def load(path: str | os.PathLike[str]) -> RunResult:
     """Read a record; a :class:`ResultError` naming the file when it cannot be used."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_RECORD_BYTES:
+            raise ResultError(f"{path}: {size} bytes; a run record is at most "
+                              f"{MAX_RECORD_BYTES} bytes")
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:  # ValueError: bad JSON or bytes that are not UTF-8
         raise ResultError(f"{path}: unreadable run record ({err})") from None
+    except RecursionError:
+        raise ResultError(f"{path}: unreadable run record (nested deeper than "
+                          f"{MAX_DEPTH})") from None
     if not isinstance(data, dict):
         raise ResultError(f"{path}: not a run record")
     try:
         return RunResult.from_dict(data)
     except ResultError as err:
         raise ResultError(f"{path}: {err}") from None
+
+
+def _check_fields(record: RunResult) -> None:
+    """What types alone do not say of a record read from disk: plain names, a device, its
+    hash's form, at least one target and the same targets as its workload, and the
+    environment and config fields the harness reads (a :class:`ConfigError` at the field)."""
+    for key, pattern, what in (("workload", NAME, "a workload name"),
+                               ("method", NAME, "a method name"),
+                               ("device", DEVICE, "cpu or cuda[:N]"),
+                               ("config_hash", HASH, "16 hexadecimal digits")):
+        value = getattr(record, key)
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise ConfigError(f"{shown(value)} is not {what}", path=(key,))
+    if not record.targets:
+        raise ConfigError("a record has at least one target", path=("targets",))
+    workload = record.config.get("workload")
+    declared = workload.get("targets") if isinstance(workload, dict) else None
+    if declared is not None and [t.target for t in record.targets] != declared:
+        raise ConfigError(f"the targets {[t.target for t in record.targets]} are not those "
+                          f"of the record's workload ({shown(declared)})", path=("targets",))
+    _check_environment(record.environment)
+    _check_config(record.config)
+
+
+def _check_depth(data: Any) -> None:
+    """A :class:`ResultError` when ``data`` nests deeper than ``MAX_DEPTH`` (checked without
+    recursion, so any depth is refused by name)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ResultError(f"nested deeper than {MAX_DEPTH}: not a run record")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+
+
+def _check_environment(environment: dict[str, Any]) -> None:
+    """The environment fields the harness reads: a commit that is a plain token (it names a
+    report's folder), a thread count a rerun may set, a placement a report may label."""
+    def bad(key: str, value: Any, allowed: str) -> ConfigError:
+        return ConfigError(f"{shown(value)} is not allowed; allowed: {allowed}",
+                           path=("environment", key))
+
+    commit = environment.get("commit")
+    if commit is not None and (not isinstance(commit, str) or not COMMIT.fullmatch(commit)):
+        raise bad("commit", commit, "null or a commit: letters, digits, _ . - (64 at most)")
+    for key, top in (("threads", MAX_THREADS), ("cpu_count", 1 << 20)):
+        value = environment.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or not 1 <= value <= top):
+            raise bad(key, value, f"null or an integer in [1, {top}]")
+    for key in ("date", "device", "device_name", "plp_bench", "torch", "python", "platform"):
+        value = environment.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > 200):
+            raise bad(key, value, "null or a text of 200 characters at most")
+    executor = environment.get("executor")
+    if executor is not None:
+        if not isinstance(executor, dict):
+            raise bad("executor", executor, "null or a mapping")
+        workers = executor.get("workers")
+        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool)
+                                    or not 1 <= workers <= 1 << 20):
+            raise ConfigError(f"{shown(workers)} is not a number of workers >= 1",
+                              path=("environment", "executor", "workers"))
+        gpus = executor.get("gpus_per_run")
+        if gpus is not None and (not isinstance(gpus, int | float) or isinstance(gpus, bool)
+                                 or not 0 <= gpus <= 1024):
+            raise ConfigError(f"{shown(gpus)} is not a share of GPUs in [0, 1024]",
+                              path=("environment", "executor", "gpus_per_run"))
+        name = executor.get("name")
+        if name is not None and (not isinstance(name, str) or not NAME.fullmatch(name)):
+            raise ConfigError(f"{shown(name)} is not an executor name",
+                              path=("environment", "executor", "name"))
+
+
+def _check_config(config: dict[str, Any]) -> None:
+    """The config fields a report reads without rebuilding the run: the execution settings
+    (they label the record's group) and the workload's name and seed."""
+    from .execution_settings import ExecutionSettings
+
+    settings = config.get("settings")
+    if settings is not None:
+        parse(ExecutionSettings, settings, path=("config", "settings"))
+    for key in ("workload", "method"):
+        part = config.get(key)
+        if part is not None and not isinstance(part, dict):
+            raise ConfigError(f"{shown(part)} is not a mapping", path=("config", key))
+    seed = config.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
+                             or not 0 <= seed <= MAX_SEED):
+        raise ConfigError(f"{shown(seed)} is not a seed in [0, 2**63 - 1]",
+                          path=("config", "seed"))
 
 
 def record_path(results_dir: str | os.PathLike[str], workload: str, method: str, seed: int,

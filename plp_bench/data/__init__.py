@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 
 from .batches import EpochSampler, random_crop_flip
@@ -34,6 +35,15 @@ __all__ = [
     "random_crop_flip",
     "read_raw",
 ]
+
+
+# (input shape, classes) of each dataset, as its files hold it: what a workload's model is
+# checked against before any file is read
+SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    "digits": ((64,), 10), "breast_cancer": ((30,), 2), "banknote": ((4,), 2),
+    "magic": ((10,), 2), "mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10),
+    "cifar100": ((3, 32, 32), 100),
+}
 
 
 def list_datasets() -> list[str]:
@@ -63,9 +73,34 @@ def read_raw(name: str, *, root: str | os.PathLike[str] | None = None) -> RawDat
     """Dataset ``name``'s arrays as read from the data root, before any split: what a
     distributed sweep ships to its workers once, each of them splitting it by its run's seed
     (:func:`build_dataset`)."""
-    return READERS.get(name)(data_root(root))
+    raw = READERS.get(name)(data_root(root))
+    check_contents(name, raw)
+    return raw
 
 
-def check_available(name: str, root: str | os.PathLike[str] | None = None) -> None:
-    """Raise :class:`DataError` now if dataset ``name``'s files are not under the data root."""
-    _check_available(name, data_root(root))
+def check_contents(name: str, raw: RawData) -> None:
+    """A :class:`DataError` naming the dataset's files when what they hold cannot be trained
+    on: a label outside ``[0, classes)``, a feature that is not a finite number, splits of
+    different lengths."""
+    for split, x, y in (("training", raw.x, raw.y), ("test", raw.x_test, raw.y_test)):
+        if x is None:
+            continue
+        if len(x) != len(y):
+            raise DataError(f"{raw.source}: {name}'s {split} split has {len(x)} rows and "
+                            f"{len(y)} labels")
+        if len(y) and (y.min() < 0 or y.max() >= raw.num_classes):
+            raise DataError(f"{raw.source}: {name}'s {split} labels run from {y.min()} to "
+                            f"{y.max()}; allowed: 0 to {raw.num_classes - 1}")
+        if not np.isfinite(x).all():
+            raise DataError(f"{raw.source}: {name}'s {split} features hold values that are "
+                            "not finite numbers")
+
+
+def check_available(name: str, root: str | os.PathLike[str] | None = None, *,
+                    contents: bool = False) -> None:
+    """Raise :class:`DataError` now if dataset ``name``'s files are not under the data root;
+    with ``contents``, also read whatever no checksum proves (every file, labels in range)
+    once, so a damaged file is named before the first run instead of failing every run."""
+    verified = _check_available(name, data_root(root))
+    if contents and not verified:
+        read_raw(name, root=root)

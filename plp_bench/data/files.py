@@ -135,18 +135,18 @@ def file_digest(path: Path, algorithm: str) -> str:
 _VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime) checked in this process
 
 
-def verify_known_file(dataset: str, path: Path) -> None:
+def verify_known_file(dataset: str, path: Path) -> bool:
     """If ``path`` is one of the dataset's canonical files (by name), check its checksum, once
     per process and file version; a mismatch is a :class:`DataError` naming the file, both
     digests and the way out. Files of other layouts (an uncompressed copy) have no known
-    checksum and are not checked."""
+    checksum and are not checked. True when the file was proven canonical."""
     remote = next((f for f in CATALOG[dataset].known() if f.filename == path.name), None)
     if remote is None or not path.is_file():
-        return
+        return False
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key in _VERIFIED:
-        return
+        return True
     actual = file_digest(path, remote.algorithm)
     if actual != remote.digest:
         raise NotCanonicalError(
@@ -154,3 +154,4 @@ def verify_known_file(dataset: str, path: Path) -> None:
             f"{remote.digest}; the file is damaged or another version. Delete it and run "
             f"`plp-bench data fetch {dataset}`.")
     _VERIFIED.add(key)
+    return True

@@ -102,20 +102,25 @@ READERS.add("cifar10", _cifar_reader("cifar10", 10))
 READERS.add("cifar100", _cifar_reader("cifar100", 100))
 
 
-def check_available(name: str, root: Path) -> None:
+def check_available(name: str, root: Path) -> bool:
     """Raise the dataset's :class:`DataError` if its files are absent, or if a file with a
-    known checksum (the canonical download) does not match it, without parsing them."""
+    known checksum (the canonical download) does not match it, without parsing them. True
+    when every file it would read is proven canonical (or ships with a package), False when
+    some file has no checksum to prove it (an uncompressed MNIST, an extracted CIFAR folder)."""
     READERS.get(name)
     if name in ("banknote", "magic"):
-        verify_known_file(name, require_file(name, root / "uci" /
-                                             CATALOG[name].files[0].filename))
-    elif name == "mnist":
-        for f in CATALOG["mnist"].files:
-            verify_known_file(name, _mnist_file(root / CATALOG["mnist"].subdir, f.filename))
-    elif name in LAYOUTS:
+        return verify_known_file(name, require_file(name, root / "uci" /
+                                                    CATALOG[name].files[0].filename))
+    if name == "mnist":
+        return all([verify_known_file(name, _mnist_file(root / CATALOG["mnist"].subdir,
+                                                        f.filename))
+                    for f in CATALOG["mnist"].files])
+    if name in LAYOUTS:
         folder = root / CATALOG[name].subdir
         if not any((folder / lay.folder).is_dir() or (folder / lay.archive).is_file()
                    for lay in LAYOUTS[name]):
             raise _cifar_missing(name, folder)
-        for remote in CATALOG[name].known():
-            verify_known_file(name, folder / remote.filename)
+        archives = [folder / remote.filename for remote in CATALOG[name].known()]
+        return any([verify_known_file(name, path) for path in archives]) and not any(
+            (folder / lay.folder).is_dir() for lay in LAYOUTS[name])
+    return True  # bundled with a package

@@ -22,7 +22,14 @@ from markupsafe import Markup
 
 from .. import __version__
 from ..claims import report as claim_report
-from ..core.record import RunResult, group_runs, write_json_atomic, write_text_atomic
+from ..core.config import ConfigError, shown
+from ..core.record import (
+    COMMIT,
+    RunResult,
+    group_runs,
+    write_json_atomic,
+    write_text_atomic,
+)
 from ..core.stats import censored
 from ..core.tables import Cell, Column, TableData
 from ..report import figures, summary
@@ -83,11 +90,7 @@ def ode_section(asv_values: list[AsvValue], folders: list[Path]) -> TableData | 
             rows[(v.params[0], "suite's", v.params[1])][side] = v.value
     for folder in folders:
         for path in sorted(folder.rglob("ode-table*.json")):
-            for comparison in json.loads(path.read_text()):
-                for row in comparison["rows"]:
-                    rows[(comparison["workload"], f"{comparison['lr']:g}",
-                          f"{row['threshold']:.2f}")] = {"gd": row["gd_seconds"],
-                                                         "ode": row["ode_seconds"]}
+            rows.update(_ode_rows(path))
     if not rows:
         return None
     table = TableData(
@@ -106,6 +109,26 @@ def ode_section(asv_values: list[AsvValue], folders: list[Path]) -> TableData | 
                       Cell("—" if ratio is None else f"{ratio:.2f}",
                            "best" if ratio is not None and ratio < 1 else None))
     return table
+
+
+def _ode_rows(path: Path) -> dict[tuple[str, str, str], dict[str, float | None]]:
+    """The rows of one ``ode-table*.json``; none from a file that is not one (it is read, not
+    trusted: a malformed file leaves the table without it)."""
+    def seconds(value: Any) -> float | None:
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+            else None
+
+    try:
+        comparisons = json.loads(path.read_text())
+        rows = {}
+        for comparison in comparisons:
+            for row in comparison["rows"]:
+                key = (str(comparison["workload"])[:80], f"{float(comparison['lr']):g}",
+                       f"{float(row['threshold']):.2f}")
+                rows[key] = {"gd": seconds(row["gd_seconds"]), "ode": seconds(row["ode_seconds"])}
+        return rows
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return {}
 
 
 def headline(records: list[RunResult], summaries: list[summary.WorkloadSummary]
@@ -176,7 +199,7 @@ def build_commit_page(found: RecordSet, out_dir: Path, *, commit: str | None,
         asv=asv_shown if asv_shown.rows else None, claims=claims_section(found.folders),
         baseline=baseline.label if baseline else None,
         environment=environment_table(records))
-    folder = out_dir / name
+    folder = page_folder(out_dir, name)
     write_json_atomic(folder / "report.json", {
         "schema": REPORT_SCHEMA, "commit": name, "commit_date": date, "built": built,
         "records": len(records), "workloads": headline(records, summaries),
@@ -186,12 +209,28 @@ def build_commit_page(found: RecordSet, out_dir: Path, *, commit: str | None,
     return write_text_atomic(folder / "index.html", page, mode=PAGE_MODE)
 
 
+def page_folder(out_dir: Path, commit: str) -> Path:
+    """``<out_dir>/<commit>``, only for a commit that is a plain token (records and
+    ``$PLP_BENCH_COMMIT`` are checked for that already; this is the last guard before a
+    write): never a path that leaves ``out_dir``."""
+    if commit != "unknown-commit" and not COMMIT.fullmatch(commit):
+        raise ConfigError(f"{shown(commit)} is not a commit (letters, digits, _ . -); the "
+                          "page folder is named after it", path=("commit",))
+    folder = out_dir / commit
+    if folder.resolve().parent != out_dir.resolve():
+        raise ConfigError(f"{commit}: the page folder would leave {out_dir}", path=("commit",))
+    return folder
+
+
 def claims_section(folders: list[Path]) -> dict[str, Any] | None:
     """The "Claims" section from the first ``claims.json`` among the record folders."""
     for folder in folders:
         report = claim_report.read(Path(folder) / claim_report.CLAIMS_FILE)
         if report is not None:
-            return claim_report.html_section(report)
+            try:
+                return claim_report.html_section(report)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                return None  # a claims.json that is not one: the page goes without it
     return None
 
 
@@ -202,7 +241,9 @@ def _load_history(out_dir: Path) -> list[dict[str, Any]]:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if isinstance(data, dict) and data.get("schema") == REPORT_SCHEMA:
+        if isinstance(data, dict) and data.get("schema") == REPORT_SCHEMA \
+                and isinstance(data.get("commit"), str) \
+                and (COMMIT.fullmatch(data["commit"]) or data["commit"] == "unknown-commit"):
             history.append(data)
     # commits without a date (not in this clone) sort by when their page was built
     return sorted(history, key=lambda d: (d.get("commit_date") or d.get("built") or ""))

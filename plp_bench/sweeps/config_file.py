@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .. import workloads as workloads_module
-from ..core.config import ConfigError, closest, field, parse, read_yaml
+from ..core.config import MAX_SEEDS, ConfigError, closest, field, parse, read_yaml
 from ..core.execution_settings import Compile, ExecutionSettings, Precision
+from ..core.record import MAX_SEED
 from ..core.registry import Registry
 from ..methods import catalogue as methods_module
 from ..methods.catalogue import MethodConfig, check_method
@@ -134,16 +135,24 @@ def resolve(config: RunConfig, *, source: str | None = None) -> Plan:
         if config.seeds < 1:
             raise ConfigError(f"{config.seeds} is below the minimum 1", source=source,
                               path=("seeds",))
+        if config.seeds > MAX_SEEDS:
+            raise ConfigError(f"{config.seeds} is above the maximum {MAX_SEEDS}", source=source,
+                              path=("seeds",))
         seeds = list(range(config.seeds))
     else:
         seeds = list(config.seeds)
         if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
             raise ConfigError("give distinct non-negative seeds", source=source, path=("seeds",))
+        if len(seeds) > MAX_SEEDS or max(seeds) > MAX_SEED:
+            raise ConfigError(f"at most {MAX_SEEDS} seeds, each at most {MAX_SEED}",
+                              source=source, path=("seeds",))
     return Plan(workloads, methods, seeds, config.device, config.results, config.data_dir,
                 config.execution(), ray_settings(config, source))
 
 
 RAY_KEYS = ("address", "workers", "cpus_per_run", "gpus_per_run", "retries")
+# run-config keys whose command-line flag is not --<key>
+FLAGS = {"workloads": "--workload", "methods": "--method", "cudnn_benchmark": "--no-cudnn-benchmark"}
 
 
 def ray_settings(config: RunConfig, source: str | None = None) -> RaySettings | None:
@@ -173,5 +182,14 @@ def load_run_config(path: str | None, **overrides: Any) -> tuple[RunConfig, str 
         if not isinstance(data, dict):
             raise ConfigError("expected a mapping of run settings", source=path)
         body = data
-    body = {**body, **{k: v for k, v in overrides.items() if v is not None}}
-    return parse(RunConfig, body, source=path), path
+        parse(RunConfig, body, source=path)  # the file alone: its mistakes are its own
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return parse(RunConfig, {**body, **given}, source=path), path
+    except ConfigError as error:
+        key = error.path[0] if error.path else None
+        if key not in given:
+            raise
+        # the file alone was valid: the value came from the command line, so name its flag
+        raise ConfigError(error.problem, path=(FLAGS.get(key, f"--{key.replace('_', '-')}"),
+                                               *error.path[1:])) from None

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..core import record as results_module
+from ..core.config import ConfigError
 from ..core.environment import describe
 from ..core.execution_settings import ExecutionSettings
 from ..core.record import ResultError, RunResult, config_hash, record_path, write_json_atomic
@@ -294,6 +295,46 @@ def _environment_of(device: str) -> dict:
         return describe(torch.device("cpu"))
 
 
+class FolderLock:
+    """A results folder owned by one sweep at a time: an advisory lock (``flock``) on
+    ``<folder>/.plp-bench.lock``, held while the sweep runs and released by the operating
+    system on any exit, a kill included. A second sweep into the same folder is refused with
+    a :class:`ConfigError` instead of training every cell a second time (and removing the
+    other's temporary files). Sweeps run side by side with a folder each, or as one sweep
+    with several runs in flight (``--executor ray --workers N``)."""
+
+    FILE = ".plp-bench.lock"
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._handle: Any = None
+
+    def __enter__(self) -> FolderLock:
+        import fcntl
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = open(self.folder / self.FILE, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read(200).strip() or "another process"
+            handle.close()
+            raise ConfigError(f"{self.folder} is in use by another sweep ({holder}); wait for "
+                              "it to finish, or give this one its own folder (sweeps run side "
+                              "by side with a results folder each)", path=("--results",)
+                              ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()  # closing releases the lock
+
+
 def sweep(
     workloads: Iterable[Workload],
     methods: Iterable[MethodConfig],
@@ -312,6 +353,14 @@ def sweep(
     device = executor.device_for_runs(device)
     workloads, methods = list(workloads), list(methods)
     tasks = plan(workloads, methods, seeds, device, results_dir, settings)
+    with FolderLock(Path(results_dir)):
+        return _sweep_owned(tasks, workloads, methods, data_root, executor, observer)
+
+
+def _sweep_owned(tasks: list[RunTask], workloads: list[Workload], methods: list[MethodConfig],
+                 data_root: str | None, executor: Executor,
+                 observer: SweepObserver | None) -> SweepReport:
+    """The sweep, once its results folder is this process's alone."""
     report = SweepReport(not_applicable=not_applicable(workloads, methods))
     remove_stale_temporaries(tasks)
     todo = []

@@ -81,21 +81,24 @@ def ray_module():
     return ray
 
 
-def check_reachable(address: str) -> None:
+def check_reachable(address: str, option: str = "--address") -> None:
     """A ``host:port`` address that nothing answers at is refused before Ray tries it (Ray
-    itself would retry for a minute)."""
+    itself would retry for a minute); ``option`` names where the address came from
+    (``--address``, or ``$RAY_ADDRESS``)."""
     if address in ("auto", "local") or "://" in address:
         return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"{address!r} is not a Ray address: give HOST:PORT of the head node "
-                          "(ray start --head prints it) or auto", path=("--address",))
+                          "(ray start --head prints it) or auto", path=(option,))
+    if not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{address!r}: port {port} is not a port (1 to 65535)", path=(option,))
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_SECONDS).close()
     except OSError as error:
         raise ConfigError(f"no Ray cluster answers at {address} ({error.strerror or error}); "
                           "start one with `ray start --head` or give its head node's address",
-                          path=("--address",)) from None
+                          path=(option,)) from None
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,14 @@ def plan_placement(settings: RaySettings, device: str, nodes: list[dict]) -> Pla
     usable = [i for i, g in enumerate(gpus) if g >= gpus_per_run]
     if settings.workers is not None:
         workers = settings.workers
+        capacity = (int(sum(gpus[i] // gpus_per_run for i in usable)) if on_gpu
+                    else int(sum(cpus[i] // (settings.cpus_per_run or 1) for i in usable)))
+        if workers > max(capacity, 1):
+            raise ConfigError(f"{workers} runs in flight, but the cluster can run at most "
+                              f"{max(capacity, 1)} at once (CPUs per node: "
+                              f"{', '.join(f'{c:g}' for c in cpus)}"
+                              + (f"; GPUs per node: {', '.join(f'{g:g}' for g in gpus)})"
+                                 if on_gpu else ")"), path=("--workers",))
     elif on_gpu:
         workers = max(1, int(sum(gpus[i] // gpus_per_run for i in usable)))
     else:
@@ -231,6 +242,11 @@ class RayExecutor:
     def address(self) -> str | None:
         return self.settings.address or os.environ.get("RAY_ADDRESS") or None
 
+    @property
+    def address_source(self) -> str:
+        """Where :attr:`address` came from, as a message names it."""
+        return "--address" if self.settings.address else "$RAY_ADDRESS"
+
     def device_for_runs(self, device: str) -> str:
         """The device string every run is given: ``cpu`` or ``cuda`` (Ray assigns each run its
         GPU, which it sees as ``cuda``); the driver itself needs no GPU, so the name is parsed
@@ -255,7 +271,7 @@ class RayExecutor:
         self._owns_ray = not ray.is_initialized()  # else: the caller's Ray, left running
         if self._owns_ray:
             if address:
-                check_reachable(address)
+                check_reachable(address, self.address_source)
             try:
                 # Ray's notices (token authentication, ports) would break into the progress
                 # display; its errors still show, and every run's failure is in its record
@@ -264,7 +280,7 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as error:
                 where = f"at {address}" if address else "on this machine"
                 raise ConfigError(f"could not start or join Ray {where}: {error}",
-                                  path=("--address",) if address else ("--executor",)
+                                  path=(self.address_source,) if address else ("--executor",)
                                   ) from None
         self._ray = ray
         try:

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from .. import data, models
-from ..core.config import ConfigError, closest, field, parse, read_yaml, to_plain
+from ..core.config import (
+    MAX_EPOCHS,
+    MAX_STEPS,
+    ConfigError,
+    closest,
+    field,
+    parse,
+    read_yaml,
+    to_plain,
+)
 from ..core.registry import Registry
 from ..methods.catalogue import OPTIMIZERS, ComponentConfig
 from ..methods.schedules import SCHEDULES, Schedule
@@ -29,20 +38,21 @@ class Workload:
     name: str
     dataset: str = field(choices=data.list_datasets)
     model: str = field(choices=models.list_models)
-    batch_size: int = field(minimum=1)
+    batch_size: int = field(minimum=1, maximum=1 << 20)
     targets: list[float] = field(doc="validation-error thresholds, loosest first")
     optimizers: dict[str, dict[str, Any]] = field(
         doc="tuned hyperparameters per base optimizer")
-    epochs: int | None = field(default=None, minimum=1)
-    steps: int | None = field(default=None, minimum=1)
-    eval_every: int = field(default=0, minimum=0, doc="steps between evaluations; 0 = each epoch")
+    epochs: int | None = field(default=None, minimum=1, maximum=MAX_EPOCHS)
+    steps: int | None = field(default=None, minimum=1, maximum=MAX_STEPS)
+    eval_every: int = field(default=0, minimum=0, maximum=MAX_STEPS,
+                            doc="steps between evaluations; 0 = each epoch")
     model_options: dict[str, Any] = field(default_factory=dict)
     loss: str = field(default="cross_entropy", choices=lambda: ["cross_entropy"])
     lr_schedule: ComponentConfig = field(default_factory=lambda: ComponentConfig("constant"))
     augment: bool = field(default=False, doc="pad-4 random crop + horizontal flip (CIFAR)")
     val_fraction: float = field(default=0.2, exclusive_minimum=0.0, maximum=0.9)
     test_at_epochs: list[int] = field(default_factory=list)
-    eval_batch_size: int = field(default=2048, minimum=1)
+    eval_batch_size: int = field(default=2048, minimum=1, maximum=1 << 20)
     stop_at_targets: bool = field(default=False, doc="end the run once every target is reached")
     jump_steps: list[int] = field(
         default_factory=list, doc="steps at which weight-jump methods jump; empty: a fixed "
@@ -72,6 +82,8 @@ class Workload:
         if self.lr_schedule.name not in SCHEDULES:
             raise ValueError(f"lr_schedule: unknown schedule {self.lr_schedule.name!r}"
                              f"{closest(self.lr_schedule.name, SCHEDULES.names())}")
+        if self.model_options:
+            _check_model_options(self.model, self.dataset, self.model_options)
 
     @property
     def primary_target(self) -> float:
@@ -92,6 +104,29 @@ class Workload:
 
 WORKLOADS: Registry[Workload] = Registry("workload")
 
+
+
+def _check_model_options(model: str, dataset: str, options: dict[str, Any]) -> None:
+    """``model_options`` checked against the model before any run, as the optimizer options
+    are: each key among the options its factory takes (with the close ones named), and the
+    values accepted by building the model for the dataset's inputs on the ``meta`` device
+    (no memory, no file read). A ``ValueError`` naming the key or the value otherwise."""
+    import torch
+
+    allowed = list(models.model_options(model))
+    for key in options:
+        if key not in allowed:
+            raise ValueError(f"model_options.{key}: model {model!r} has no option {key!r}"
+                             f"{closest(key, allowed)}")
+    shape, classes = data.SHAPES.get(dataset, (None, None))
+    if shape is None:
+        return
+    try:
+        with torch.device("meta"):
+            models.create(model, num_classes=classes, input_shape=shape, **options)
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise ValueError(f"model_options: not a {model} for {dataset}'s inputs {shape}: "
+                         f"{str(error)[:200]}") from None
 
 def parse_workload(body: Any, *, name: str, source: str | None = None,
                    path: tuple = ()) -> Workload:
