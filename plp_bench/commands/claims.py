@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("claims", help="the papers' headline claims re-measured, each "
                             "with a verdict from paired seeds")
     parser.add_argument("--size", choices=["ci", "full"], default="ci",
-                        help="ci (default: the CPU-affordable subset, minutes) or full (the "
-                        "papers' budgets; CIFAR needs --device cuda)")
+                        help="ci (default: the CPU-affordable subset, about 12 minutes on 2 "
+                        "cores) or full (the papers' budgets; CIFAR needs --device cuda)")
     parser.add_argument("--claim", action="append", metavar="NAME",
                         help="a claim to measure (repeatable); default: every claim")
     parser.add_argument("--max-seeds", type=int, default=DEFAULT_MAX_SEEDS, metavar="N",
