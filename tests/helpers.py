@@ -24,6 +24,23 @@ def tiny(name="breast_cancer-mlp", **changes):
     return workloads.override(workloads.get(name), body)
 
 
+class FakeTime:
+    """A stand-in for the ``time`` module of the clocked code: every ``perf_counter()`` reading
+    advances the fake clock by 1 ms, and ``advance(s)`` makes ``s`` seconds pass at once, so a
+    test of what is on or off the clock counts instead of timing (the machine's load cannot
+    change it)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 0.001
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def data_available(dataset: str) -> bool:
     """Whether the real files of ``dataset`` are in the data root (CI points it at them)."""
     from plp_bench import data

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import tiny
+from helpers import FakeTime, tiny
 from host_reads import HostReads, step_counters
 
 from plp_bench import data, models, run
@@ -118,28 +118,21 @@ def test_compiled_training_matches_eager_and_compilation_is_off_the_clock(monkey
     not a timing: every reading of it takes 1 ms, and each compilation 100 s."""
     from plp_bench.runs import clock, execution
 
-    now = [0.0]
-
-    class FakeTime:
-        @staticmethod
-        def perf_counter():
-            now[0] += 0.001
-            return now[0]
-
+    fake = FakeTime()
     real_graphs = execution.compiled_graphs
     seen = [real_graphs()]
 
     def graphs_with_slow_compilation():
         count = real_graphs()
         if count != seen[0]:  # a graph was compiled since the last look: 100 s went by
-            now[0] += 100.0
+            fake.advance(100.0)
             seen[0] = count
         return count
 
     workload = tiny(steps=12, eval_every=6)
     eager = run(workload, get_method("sgd"), seed=0)
     for module in (clock, execution, training):
-        monkeypatch.setattr(module, "time", FakeTime)
+        monkeypatch.setattr(module, "time", fake)
     monkeypatch.setattr(execution, "compiled_graphs", graphs_with_slow_compilation)
     compiled = run(workload, get_method("sgd"), seed=0,
                    settings=ExecutionSettings(compile="aot_eager"))

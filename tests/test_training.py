@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import tiny
+from helpers import FakeTime, tiny
 
 from benchmarks.loop import plain_loop
 from plp_bench import data, run
@@ -99,22 +99,15 @@ def test_curves_and_best_model():
 def test_clock_excludes_evaluation(monkeypatch):
     """A fake clock, so the test does not depend on the machine's load: every evaluation
     takes 100 fake seconds, every other reading of the clock 1 ms."""
-    now = [0.0]
-
-    class FakeTime:
-        @staticmethod
-        def perf_counter():
-            now[0] += 0.001
-            return now[0]
-
+    fake = FakeTime()
     real = training.evaluate
 
     def slow(*args, **kwargs):
-        now[0] += 100.0
+        fake.advance(100.0)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "time", FakeTime)
-    monkeypatch.setattr(training_clock, "time", FakeTime)
+    monkeypatch.setattr(training, "time", fake)
+    monkeypatch.setattr(training_clock, "time", fake)
     monkeypatch.setattr(training, "evaluate", slow)
     result = run(tiny(steps=10, eval_every=1), get_method("sgd"), seed=0)
     assert result.wall_seconds > 1200  # 12 evaluations of 100 s each
