@@ -6,6 +6,8 @@ grid), the asv suite's grid through Ray, and requests no node can meet."""
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -23,8 +25,9 @@ from plp_bench.sweeps.reproduce import deterministic_fields
 
 @pytest.fixture(scope="module", autouse=True)
 def shared_ray():
+    # as the executor starts its embedded Ray: workers at the driver's priority
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level="error")
+             logging_level="error", _system_config={"worker_niceness": 0})
     yield
     ray.shutdown()
 
@@ -143,3 +146,18 @@ def test_the_asv_convergence_suite_can_train_its_grid_through_ray(tmp_path, monk
     other = TargetTracks()
     other.setup("digits-cnn", "sgd", "2")  # read from the cache, not trained again
     assert {p: p.stat().st_mtime_ns for p in records(common.runs_dir())} == mtimes
+
+
+def test_the_embedded_rays_workers_run_at_the_drivers_priority():
+    """Ray nices its workers to 15 by default: on a machine with any other work they would
+    wait behind it, and their runs' seconds would measure the neighbours. (In a process of its
+    own: this module's tests share a Ray the executor does not own.)"""
+    code = ("import os, ray\n"
+            "from plp_bench.sweeps.ray import RayExecutor, RaySettings\n"
+            "with RayExecutor(RaySettings(workers=1)) as executor:\n"
+            "    executor.start('cpu')\n"
+            "    print(ray.get(ray.remote(lambda: os.nice(0)).remote()), os.nice(0))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=True)
+    worker, driver = done.stdout.split()[-2:]
+    assert worker == driver

@@ -275,8 +275,13 @@ class RayExecutor:
             try:
                 # Ray's notices (token authentication, ports) would break into the progress
                 # display; its errors still show, and every run's failure is in its record
+                # an embedded Ray's workers run at the driver's priority: Ray's default
+                # niceness (15) starves them behind any other process on a shared machine,
+                # and a run's seconds would then measure the neighbours
+                extra = {} if address else {"_system_config": {"worker_niceness": 0}}
                 ray.init(address=address or "local", include_dashboard=False,
-                         log_to_driver=False, logging_level="error", configure_logging=True)
+                         log_to_driver=False, logging_level="error", configure_logging=True,
+                         **extra)
             except (ConnectionError, RuntimeError, ValueError) as error:
                 where = f"at {address}" if address else "on this machine"
                 raise ConfigError(f"could not start or join Ray {where}: {error}",
