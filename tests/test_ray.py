@@ -74,7 +74,9 @@ def test_a_terminated_driver_keeps_every_finished_record_and_resumes(tmp_path, g
 def two_node_cluster(tmp_path):
     """``ray start --head`` and a second ``ray start --address`` with its own resource, on this
     machine; stopped afterwards."""
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    # workers at normal priority, as the embedded Ray's: Ray's default niceness (15) starves
+    # them behind any other work on the machine
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_worker_niceness": "0"}
     common = ["--num-cpus=1", "--disable-usage-stats"]
     head = subprocess.run([str(RAY_BIN), "start", "--head", "--port=0",
                            "--include-dashboard=false", "--resources={\"head_node\": 1}",
