@@ -14,6 +14,8 @@ from typing import Any
 import torch
 
 from .. import __version__
+from .config import ConfigError
+from .record import COMMIT
 
 
 def _version(dist: str) -> str | None:
@@ -37,9 +39,6 @@ def cpu_model() -> str:
 def checked_commit(variable: str) -> str:
     """The commit an environment variable names, refused by name unless it is a plain token
     (it names a report's folder and the asv run cache's: never a path)."""
-    from .config import ConfigError
-    from .record import COMMIT
-
     value = os.environ[variable]
     if not COMMIT.fullmatch(value):
         raise ConfigError(f"${variable}={value[:80]!r} is not a commit: letters, digits, _ . - "

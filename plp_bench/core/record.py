@@ -249,19 +249,26 @@ def workload_identity(record: RunResult) -> str:
     return config_hash({"workload": workload})[:6]
 
 
+def _identities(records: list[RunResult]) -> dict[str, set[str]]:
+    """``label -> the workload configurations`` among ``records`` (:func:`variant_label`,
+    :func:`workload_identity`)."""
+    identities: dict[str, set[str]] = {}
+    for r in records:
+        identities.setdefault(variant_label(r), set()).add(workload_identity(r))
+    return identities
+
+
 def group_runs(records: Iterable[RunResult]) -> dict[str, dict[str, list[RunResult]]]:
     """``grouped[label][method]``: the records of each point, in the order given, by
     :func:`variant_label`. Records under one label that ran different workload
     configurations (a name reused with other steps or targets) are never pooled: each
     configuration's label gets ``#`` and its :func:`workload_identity`."""
     records = list(records)
-    identities: dict[str, set[str]] = {}
-    for r in records:
-        identities.setdefault(variant_label(r), set()).add(workload_identity(r))
+    shared = {label for label, ids in _identities(records).items() if len(ids) > 1}
     grouped: dict[str, dict[str, list[RunResult]]] = {}
     for r in records:
         label = variant_label(r)
-        if len(identities[label]) > 1:
+        if label in shared:
             label = f"{label}#{workload_identity(r)}"
         grouped.setdefault(label, {}).setdefault(r.method, []).append(r)
     return grouped
@@ -269,10 +276,8 @@ def group_runs(records: Iterable[RunResult]) -> dict[str, dict[str, list[RunResu
 
 def shared_names(records: Iterable[RunResult]) -> dict[str, int]:
     """Labels that hold records of more than one workload configuration, with how many."""
-    identities: dict[str, set[str]] = {}
-    for r in records:
-        identities.setdefault(variant_label(r), set()).add(workload_identity(r))
-    return {label: len(ids) for label, ids in sorted(identities.items()) if len(ids) > 1}
+    return {label: len(ids) for label, ids in sorted(_identities(list(records)).items())
+            if len(ids) > 1}
 
 
 def save(result: RunResult, path: str | os.PathLike[str]) -> Path:
