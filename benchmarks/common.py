@@ -279,6 +279,26 @@ def memo(name: str, compute: Callable[[], Any]) -> Any:
     return value
 
 
+def measurement_token() -> str:
+    """What tells one ``asv run`` (of one commit) from the next: the process that starts the
+    benchmark processes (asv's forkserver, or asv itself when it spawns them), by pid and start
+    time. Deterministic values (records, steps) are kept for every run of a commit; timings
+    are kept only within one run, so that repeated runs sample the machine again."""
+    parent = os.getppid()
+    try:
+        # field 22 of /proc/<pid>/stat, after the parenthesised command name
+        started = Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        started = "0"
+    return f"{parent}-{started}"
+
+
+def memo_per_run(name: str, compute: Callable[[], Any]) -> Any:
+    """:func:`memo` for timings: shared by the benchmarks of one asv run, measured again by
+    the next (see :func:`measurement_token`)."""
+    return memo(f"{name}-run-{measurement_token()}", compute)
+
+
 def benchmark_workload(name: str):
     """The workload as this size runs it, or ``NotImplementedError`` (asv: skipped) when its
     data or the device it needs is absent. A capped size cuts the budget to its step cap."""

@@ -9,8 +9,6 @@ cycles of it, and :func:`held_bytes` counts the tensors a method keeps. The ``st
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +110,36 @@ class StepBench:
         return cls(built.optimizer, ScheduleRunner(built.optimizer, built.schedules, total_steps),
                    params, closure, device=device)
 
+    @classmethod
+    def on_workload(cls, method: Any, workload: Any, dataset: Any, *,
+                    seed: int = 0) -> StepBench:
+        """``method`` training ``workload``'s model as the harness builds it (the workload's
+        tuned hyperparameters and schedules), whole steps on the first batch of ``dataset``:
+        what one training step of the method costs on that workload."""
+        with harness():
+            ScheduleRunner = interface_name("plp_bench.methods.schedules", "ScheduleRunner")
+
+            from plp_bench import models
+            from plp_bench.methods import build_method
+        torch.manual_seed(seed)
+        model = models.create(workload.model, num_classes=dataset.num_classes,
+                              input_shape=dataset.input_shape, **workload.model_options)
+        params = list(model.parameters())
+        built = build_method(method, params, tuned=workload.optimizers)
+        x = dataset.x_train[:workload.batch_size]
+        y = dataset.y_train[:workload.batch_size]
+        model.train()
+        optimizer = built.optimizer
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+
+        return cls(optimizer, ScheduleRunner(optimizer, built.schedules, 10_000), params,
+                   closure)
+
     def steps(self, count: int = STEPS_PER_CALL) -> None:
         for _ in range(count):
             self.schedules.apply(self.step_count)
@@ -174,17 +202,3 @@ def held_bytes(optimizer: Any, params: Iterable[torch.Tensor]) -> int:
 
 def parameter_bytes(params: Iterable[torch.Tensor]) -> int:
     return sum(p.numel() * p.element_size() for p in params)
-
-
-def seconds(call: Callable[[], Any]) -> float:
-    """Wall seconds of ``call()``."""
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
-
-
-def median_time_ratio(work: Callable[[], Any], reference: Callable[[], Any],
-                      repeats: int) -> float:
-    """Median over ``repeats`` of ``time(work) / time(reference)``, the two timed back to back
-    in each repeat, so that drifts in machine speed cancel out of the ratio."""
-    return statistics.median(seconds(work) / seconds(reference) for _ in range(repeats))

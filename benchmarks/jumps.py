@@ -3,18 +3,24 @@
 A jump runs the method's predictor over every weight of a backbone's parameter set (one
 batched pass over the flattened weights, in blocks). ``JumpTime.time_jump`` is its wall time;
 ``track_jump_cost_in_steps`` is that time over one step of the bare base optimizer on the same
-parameters (median of interleaved repeats in one process): how many optimizer steps a jump is
-worth in time. The memory the jumps hold (copies of the weights at the steps later jumps read)
-is in each run record's ``details``.
+parameters: how many optimizer steps a jump is worth in time. Its samples pair one jump with
+``REFERENCE_STEPS`` optimizer steps (a single step of the MLP lasts microseconds, too short to
+time against a jump), timed in alternation on one thread (:mod:`benchmarks.sampling`). The
+memory the jumps hold (copies of the weights at the steps later jumps read) is in each run
+record's ``details``.
 """
 
 import torch
 
 from .common import current_size, harness
-from .costs import StepBench, bare, median_time_ratio, named_method, parameter_set
+from .costs import StepBench, bare, named_method, parameter_set
+from .sampling import interleaved_ratios, one_thread, sampled
 
 SIZE = current_size()
 JUMP_STEP = 5000
+REFERENCE_STEPS = 10
+# a ResNet18 jump lasts about a second: one call per side in each of 8 samples
+JUMP_SAMPLES = 8
 
 
 class _Jump:
@@ -25,6 +31,7 @@ class _Jump:
     version = 1
 
     def setup(self, parameters, method):
+        one_thread()
         with harness():
             from baselines.introspection.jumps import WeightJumps, history_steps, predict_flat
             from plp_bench.methods import build_method
@@ -47,9 +54,9 @@ class JumpTime(_Jump):
     """The wall time of one jump; CI times it on the MLP (JumpCost watches ResNet18 too)."""
 
     params = [SIZE.secondary_sets, SIZE.jump_methods]
-    # one round of at most 3 samples: a ResNet18 jump takes up to a second
-    rounds = 1
-    repeat = (1, 3, 10.0)
+    # two processes of 3 to 5 samples: asv's test needs samples on both sides
+    rounds = 2
+    repeat = (3, 5, 10.0)
 
     def time_jump(self, parameters, method):
         self.jump()
@@ -59,6 +66,10 @@ class JumpCost(_Jump):
     params = [SIZE.parameter_sets, SIZE.jump_methods]
 
     def track_jump_cost_in_steps(self, parameters, method):
-        return median_time_ratio(self.jump, lambda: self.reference.steps(1), 5)
+        """A jump's cost in optimizer steps: the time of one jump over the time of one step of
+        the bare optimizer on the same parameters, with samples."""
+        ratios = interleaved_ratios(self.jump, lambda: self.reference.steps(REFERENCE_STEPS),
+                                    samples=JUMP_SAMPLES, calls=1)
+        return sampled([REFERENCE_STEPS * r for r in ratios])
 
     track_jump_cost_in_steps.unit = "steps"

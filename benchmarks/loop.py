@@ -3,16 +3,15 @@
 Both train the same workload's model with SGD for the same steps over the same seeded batches
 (the harness additionally runs its schedules, clock, divergence check and two evaluations).
 The goal is a per-step overhead within 5% (``track_overhead_ratio`` <= 1.05); ``time_*`` give
-the whole-run times including the fixed costs.
+the whole-run times including the fixed costs. Everything runs on one thread; the ratio's
+samples each pair the two loops back to back (:mod:`benchmarks.sampling`).
 """
-
-import statistics
 
 import torch
 import torch.nn.functional as F
 
 from .common import current_size, harness, stream_seed
-from .costs import seconds
+from .sampling import SAMPLES, one_thread, repeated, sampled, seconds
 
 STEPS = 30 if current_size().name == "smoke" else 300  # smoke: that it runs
 
@@ -55,6 +54,7 @@ class LoopOverhead:
     version = 1
 
     def setup(self, name):
+        one_thread()
         with harness():
             from plp_bench import data, run, workloads
             from plp_bench.methods import get_method
@@ -75,16 +75,17 @@ class LoopOverhead:
     def track_overhead_ratio(self, name):
         """Marginal cost per step, harness over plain loop: each side's time for 2N steps minus
         its time for N steps (fixed costs such as model creation and the final evaluations
-        cancel), median over interleaved repeats."""
+        cancel). Each sample times the four runs back to back, harness and plain loop
+        alternating."""
         long = self.workload.replace(steps=2 * STEPS, eval_every=2 * STEPS)
 
-        ratios = []
-        for _ in range(5):
-            plain = (seconds(lambda: plain_loop(long, self.dataset, 0, 2 * STEPS))
-                     - seconds(lambda: plain_loop(self.workload, self.dataset, 0, STEPS)))
-            harness_time = (seconds(lambda: self.harness_loop(long))
-                            - seconds(lambda: self.harness_loop(self.workload)))
-            ratios.append(harness_time / plain)
-        return statistics.median(ratios)
+        def ratio() -> float:
+            plain_long = seconds(lambda: plain_loop(long, self.dataset, 0, 2 * STEPS))
+            harness_long = seconds(lambda: self.harness_loop(long))
+            plain_short = seconds(lambda: plain_loop(self.workload, self.dataset, 0, STEPS))
+            harness_short = seconds(lambda: self.harness_loop(self.workload))
+            return (harness_long - harness_short) / (plain_long - plain_short)
+
+        return sampled(repeated(ratio, SAMPLES))
 
     track_overhead_ratio.unit = "ratio"

@@ -1,10 +1,20 @@
-"""The linearised network's ODE (BDF) against full-batch gradient descent: wall seconds to each
+"""The linearised network's ODE (BDF) against full-batch gradient descent: time to each
 training-accuracy threshold, and their ratio (ODE / GD: below 1 means the ODE is faster). The
-learning rate is where GD needs about a thousand steps for the top threshold."""
+learning rate is where GD needs about a thousand steps for the top threshold.
+
+Timings are load-robust by construction (:mod:`benchmarks.sampling`): one thread; the whole
+comparison is run ``ODE_SAMPLES`` times in one process after one discarded warm-up run (the
+first builds the Jacobian machinery: 1.5 s against 0.01 s after it), and every seconds value
+is returned with its samples. Each sample of the ratio pairs the ODE and GD of the same
+repetition. The work each side does to a threshold is tracked exactly: GD's steps and the
+ODE's right-hand-side evaluations (a solver tolerance or a step-size rule that changes shows
+there first).
+"""
 
 import math
 
-from .common import benchmark_workload, current_size, harness, interface_name, memo
+from .common import benchmark_workload, current_size, harness, interface_name, memo_per_run
+from .sampling import collector_off, one_thread, sampled
 
 SIZE = current_size()
 SETTINGS = {  # learning rate, thresholds, budget in GD steps
@@ -12,9 +22,12 @@ SETTINGS = {  # learning rate, thresholds, budget in GD steps
     "magic-mlp": (0.03, [0.75, 0.80, 0.85], 20000),
 }
 SMOKE_BUDGET = 1000  # GD steps at the smoke size (0.80 to 0.90 are reached): that it runs
+ODE_SAMPLES = 2 if SIZE.name == "smoke" else 8
 
 
 def comparison(name: str) -> dict:
+    """Per threshold: the samples of GD's and the ODE's seconds (None where not reached),
+    GD's steps and the ODE's right-hand-side calls to it. Measured once per asv run."""
     with harness():
         compare = interface_name("plp_bench.studies.ode_comparison", "compare")
         SOLVERS = interface_name("plp_bench.methods.solvers", "SOLVERS")
@@ -25,20 +38,31 @@ def comparison(name: str) -> dict:
         budget = SMOKE_BUDGET
     benchmark_workload(name)  # skipped where the data is absent
 
-    def run() -> dict:
-        result = compare(workloads.get(name), lr, solver=SOLVERS.get("bdf")(),
-                         thresholds=tuple(thresholds), max_steps=budget)
-        return {f"{row.threshold:.2f}": {"gd": row.gd_seconds, "ode": row.ode_seconds}
-                for row in result.rows}
+    def once():
+        return compare(workloads.get(name), lr, solver=SOLVERS.get("bdf")(),
+                       thresholds=tuple(thresholds), max_steps=budget)
 
-    return memo(f"ode-{name}", run)
+    def run() -> dict:
+        one_thread()
+        once()  # warm-up, discarded
+        with collector_off():
+            results = [once() for _ in range(ODE_SAMPLES)]
+        rows = {}
+        for index, row in enumerate(results[0].rows):
+            repeats = [result.rows[index] for result in results]
+            rows[f"{row.threshold:.2f}"] = {
+                "gd": [r.gd_seconds for r in repeats], "ode": [r.ode_seconds for r in repeats],
+                "gd_steps": row.gd_steps, "ode_rhs_calls": getattr(row, "ode_rhs_calls", None)}
+        return rows
+
+    return memo_per_run(f"ode-{name}", run)
 
 
 class OdeVersusGradientDescent:
     params = [SIZE.ode_workloads, ["0.75", "0.80", "0.85", "0.90", "0.95"]]
     param_names = ["workload", "train_accuracy"]
     timeout = 1800
-    version = 1
+    version = 2
 
     def setup(self, workload, accuracy):
         rows = comparison(workload)
@@ -46,23 +70,47 @@ class OdeVersusGradientDescent:
             raise NotImplementedError(f"{workload} is not tracked at {accuracy}")
         self.row = rows[accuracy]
 
-    def _value(self, key):
-        """Seconds to the threshold; NaN (asv: n/a, a skipped value) when it was not reached
-        within the budget. (A ``NotImplementedError`` outside ``setup`` is a failure to asv.)"""
-        value = self.row[key]
-        return math.nan if value is None else value
+    def _samples(self, key):
+        """The seconds to the threshold with their samples; NaN (asv: n/a, a skipped value)
+        when it was not reached within the budget. (A ``NotImplementedError`` outside
+        ``setup`` is a failure to asv.)"""
+        values = self.row[key]
+        if any(v is None for v in values):
+            return math.nan
+        return sampled(values)
 
     def track_gd_seconds(self, workload, accuracy):
-        return self._value("gd")
+        """Wall seconds of full-batch gradient descent to the threshold, one thread."""
+        return self._samples("gd")
 
     track_gd_seconds.unit = "seconds"
 
     def track_ode_seconds(self, workload, accuracy):
-        return self._value("ode")
+        """Wall seconds of the ODE to the threshold (Jacobian build and integration), one
+        thread."""
+        return self._samples("ode")
 
     track_ode_seconds.unit = "seconds"
 
     def track_ode_over_gd(self, workload, accuracy):
-        return self._value("ode") / self._value("gd")
+        """ODE seconds over GD seconds to the threshold, each sample from one repetition."""
+        gd, ode = self.row["gd"], self.row["ode"]
+        if any(v is None for v in gd + ode):
+            return math.nan
+        return sampled([o / g for o, g in zip(ode, gd, strict=True)])
 
     track_ode_over_gd.unit = "ratio"
+
+    def track_gd_steps(self, workload, accuracy):
+        """Gradient-descent steps to the threshold (exact on the CPU)."""
+        value = self.row["gd_steps"]
+        return math.nan if value is None else float(value)
+
+    track_gd_steps.unit = "steps"
+
+    def track_ode_rhs_calls(self, workload, accuracy):
+        """Right-hand-side evaluations of the ODE solver to the threshold (exact on the CPU)."""
+        value = self.row["ode_rhs_calls"]
+        return math.nan if value is None else float(value)
+
+    track_ode_rhs_calls.unit = "calls"

@@ -14,14 +14,17 @@ VGG16 parameters with the compiled kernel (``plp-compiled``; the multi-tensor pa
 1.125x, see :mod:`plp_bench.methods.plp_momentum`), whole training steps at most 1.03x on the MLP.
 ``plp-1n`` (one buffer per parameter, the path over other optimizers) is measured beside them.
 Every ratio is the method over its bare base optimizer (same hyperparameters, no wrappers or
-schedules), median over interleaved repeats within one process, so machine noise cancels.
+schedules), timed call by call in alternation on one thread in one process and returned with
+its samples (:mod:`benchmarks.sampling`), so the machine's load cancels out of it and asv
+decides a change on the samples.
 
 The ``...Cuda`` classes measure the same on a CUDA device, over the CIFAR backbones (ResNet18,
 VGG16, GoogLeNet) and, for whole steps, batches of 128; they are skipped where there is none.
 """
 
 from .common import CIFAR_PARAMETER_SETS, current_size, require_device
-from .costs import StepBench, bare, held_bytes, median_time_ratio, named_method, parameter_bytes
+from .costs import StepBench, bare, held_bytes, named_method, parameter_bytes
+from .sampling import interleaved_ratios, one_thread, sampled
 
 TRAINING_BATCH = 32
 CUDA_TRAINING_BATCH = 128
@@ -41,18 +44,22 @@ def warmed_pair(method: str, parameters: str, batch_size=None,
 
 
 class UpdateTime:
+    """Wall time of one PLP cycle's worth of the method's update (3 steps) on synthetic
+    gradients, one thread: asv's own samples over two processes decide a change."""
+
     params = [SIZE.secondary_sets, SIZE.stepped_methods]
     param_names = ["parameters", "method"]
     timeout = 300
     version = 1
     device = "cpu"
-    # at most 5 samples: asv's default (up to 10) spent 2.2 minutes of CI on these 34 points,
-    # most of it rebuilding the ResNet18 state before each sample
-    rounds = 1
-    repeat = (1, 5, 10.0)
+    # two processes of 4 to 6 samples each: asv's test needs samples from both sides, and the
+    # second process brings the between-process spread into them
+    rounds = 2
+    repeat = (4, 6, 10.0)
 
     def setup(self, parameters, method):
         require_device(self.device)
+        one_thread()
         self.bench = StepBench.build(named_method(method), parameters, device=self.device)
         self.bench.steps()  # allocate state outside the timing
 
@@ -71,6 +78,7 @@ class _WarmedPair:
 
     def setup(self, parameters, method):
         require_device(self.device)
+        one_thread()
         self.method, self.reference = warmed_pair(method, parameters, device=self.device)
 
 
@@ -78,7 +86,9 @@ class UpdateOverhead(_WarmedPair):
     params = [SIZE.parameter_sets, SIZE.composed_methods]
 
     def track_update_time_ratio(self, parameters, method):
-        return median_time_ratio(self.method.steps, self.reference.steps, 7)
+        """The method's update cost: the time of its update over its bare optimizer's on the
+        same parameters and gradients (1.0: costs nothing extra), with samples."""
+        return sampled(interleaved_ratios(self.method.steps, self.reference.steps))
 
     track_update_time_ratio.unit = "ratio"
 
@@ -107,11 +117,14 @@ class TrainingStepOverhead:
 
     def setup(self, parameters, method):
         require_device(self.device)
+        one_thread()
         self.method, self.reference = warmed_pair(method, parameters, self.batch_size,
                                                   self.device)
 
     def track_training_step_ratio(self, parameters, method):
-        return median_time_ratio(self.method.steps, self.reference.steps, 5)
+        """The method's cost to a training run: the time of a whole training step (forward,
+        backward, update) over the bare optimizer's, with samples."""
+        return sampled(interleaved_ratios(self.method.steps, self.reference.steps))
 
     track_training_step_ratio.unit = "ratio"
 

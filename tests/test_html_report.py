@@ -233,8 +233,8 @@ def test_thresholds_are_read_as_asv_reads_them():
     thresholds = Thresholds.load(ROOT / "asv.conf.json")
     assert thresholds.of(STEPS) == max(v for k, v in config["regressions_thresholds"].items()
                                        if k in (".*",))
-    assert thresholds.of("convergence.TargetTracks.track_seconds_to_target") == 0.5
-    assert thresholds.of("ode.OdeVersusGradientDescent.track_ode_seconds") == 0.8
+    gpu = "step_cost.UpdateOverheadCuda.track_update_time_ratio"
+    assert thresholds.of(gpu) == 0.2 and thresholds.of("nothing.measured") == 0
     assert Thresholds().of("anything") == 0.05
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from benchmarks.costs import StepBench, bare, held_bytes, parameter_bytes, parameter_set
+from benchmarks.sampling import SAMPLES, sample_values
 from benchmarks.step_cost import HeldMemory, TrainingStepOverhead, UpdateOverhead, UpdateTime
 from plp_bench.methods.catalogue import MethodConfig, get_method
 
@@ -52,11 +53,13 @@ def test_the_step_cost_suite_runs():
     timing.time_update("mlp", "plp")
     overhead = UpdateOverhead()
     overhead.setup("mlp", "plp")
-    assert overhead.track_update_time_ratio("mlp", "plp") > 0
+    ratio = overhead.track_update_time_ratio("mlp", "plp")
+    assert ratio["number"] == 1 and len(sample_values(ratio)) == SAMPLES
+    assert all(r > 0 for r in sample_values(ratio))
     memory = HeldMemory()
     for method, extra in (("plp", 0.0), ("plp-1n", 1.0)):
         memory.setup("mlp", method)
         assert memory.track_extra_memory_ratio("mlp", method) == extra
     training = TrainingStepOverhead()
     training.setup("mlp", "demon")
-    assert training.track_training_step_ratio("mlp", "demon") > 0
+    assert all(r > 0 for r in sample_values(training.track_training_step_ratio("mlp", "demon")))

@@ -3,9 +3,11 @@
 
 from . import (
     claims,
+    compare,
     data_files,
     introspection,
     listing,
+    noise,
     ode_table,
     report,
     rerun,
@@ -15,7 +17,7 @@ from . import (
 
 LAYER = 9
 
-COMMANDS = (run, throughput, listing, ode_table, claims, report, rerun, introspection,
-            data_files)
+COMMANDS = (run, throughput, listing, ode_table, claims, report, compare, noise, rerun,
+            introspection, data_files)
 
 __all__ = ["COMMANDS"]

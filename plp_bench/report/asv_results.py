@@ -34,6 +34,8 @@ class AsvValue:
     unit: str
     machine: str
     skipped: bool = False  # asv skipped the point (NotImplementedError in setup)
+    samples: tuple[float, ...] | None = None  # where asv recorded them (--record-samples)
+    interval: tuple[float, float] | None = None  # asv's 99% confidence interval of the median
 
     @property
     def suite(self) -> str:
@@ -92,12 +94,49 @@ def commit_values(results_dir: str | Path, commit: str) -> list[AsvValue]:
             points = list(itertools.product(*params)) if params else [()]
             if not isinstance(results, list):
                 results = [results]
-            for point, value in zip(points, results, strict=False):
+            lows, highs = _column(entry, "stats_ci_99_a"), _column(entry, "stats_ci_99_b")
+            samples = _column(entry, "samples")
+            for index, (point, value) in enumerate(zip(points, results, strict=False)):
                 skipped = isinstance(value, float) and math.isnan(value)
-                values.append(AsvValue(name, tuple(_param_text(p) for p in point),
-                                       None if value is None or skipped else float(value),
-                                       units.get(name, ""), machine, skipped))
+                number = _finite(value)
+                values.append(AsvValue(
+                    name, tuple(_param_text(p) for p in point),
+                    None if value is None or skipped or number is None else number,
+                    units.get(name, ""), machine, skipped, _samples(samples, index),
+                    _interval(lows, highs, index)))
     return values
+
+
+MAX_SAMPLES = 10_000
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _column(entry: dict, name: str) -> list:
+    column = entry.get(name)
+    return column if isinstance(column, list) else []
+
+
+def _samples(column: list, index: int) -> tuple[float, ...] | None:
+    """The samples of one point, where asv recorded a list of numbers for it."""
+    if index >= len(column) or not isinstance(column[index], list):
+        return None
+    values = [_finite(v) for v in column[index][:MAX_SAMPLES]]
+    kept = tuple(v for v in values if v is not None and math.isfinite(v))
+    return kept or None
+
+
+def _interval(lows: list, highs: list, index: int) -> tuple[float, float] | None:
+    if index >= len(lows) or index >= len(highs):
+        return None
+    low, high = _finite(lows[index]), _finite(highs[index])
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    return (low, high) if low <= high else None
 
 
 def strip_comments(text: str) -> str:

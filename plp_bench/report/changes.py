@@ -1,12 +1,13 @@
 """What changed between two commits: the record tables' headline columns side by side, and
 asv's own values, each change flagged when it is outside the measured noise.
 
-The noise is the regression threshold ``asv.conf.json`` gives the same number (see
-:class:`plp_bench.report.asv_results.Thresholds`; its comment says how each was measured), applied as
-``asv compare`` applies it: with ``factor = 1 + threshold``, a lower-is-better value got worse
-when ``now > before * factor`` and better when ``now < before / factor``. Steps and seconds are
-compared as the asv suite tracks them: the median over seeds with a missed target counted as
-the run's whole budget, so a method that stops reaching a target is a change, not a gap.
+The noise is the regression threshold ``asv.conf.json`` gives the same benchmark (written there
+by ``plp-bench noise``, see :mod:`plp_bench.report.noise_model`), and a change is decided by
+:func:`plp_bench.report.comparison.decide`: beyond the threshold, and for a value with samples
+(asv's timings; the records' seconds, one per seed) also beyond the noise of the samples.
+Steps and seconds are compared as the asv suite tracks them: the median over seeds with a
+missed target counted as the run's whole budget, so a method that stops reaching a target is a
+change, not a gap.
 """
 
 from __future__ import annotations
@@ -17,23 +18,32 @@ from ..core.record import RunResult, group_runs
 from ..core.stats import censored, median
 from ..core.tables import Cell, Column, Style, TableData
 from .asv_results import AsvValue, Thresholds
+from .comparison import Measured, decide
 
 STEPS = "convergence.TargetTracks.track_steps_to_target"
-SECONDS = "convergence.TargetTracks.track_seconds_to_target"
+SECONDS = "convergence.TargetTracks.track_wall_seconds_to_target"
 TEST_ERROR = "convergence.TestTracks.track_test_error"
 RECORD_SUITES = ("convergence",)  # asv suites whose values are the records' own numbers
 
 
 def verdict(before: float | None, now: float | None, threshold: float) -> Style:
-    """``"worse"``/``"better"`` when a lower-is-better value moved beyond the threshold."""
+    """``"worse"``/``"better"`` when a deterministic lower-is-better value moved beyond the
+    threshold (:func:`plp_bench.report.comparison.decide` without samples)."""
     if before is None or now is None:
         return None
-    factor = 1.0 + threshold
-    if now > before * factor:
-        return "worse"
-    if now < before / factor:
-        return "better"
-    return None
+    return decide(Measured(before), Measured(now), threshold)
+
+
+def _seed_seconds(runs: list[RunResult], index: int) -> tuple[float, ...]:
+    """Each run's seconds to target ``index`` (a miss: its whole training time)."""
+    return tuple(r.targets[index].seconds if r.targets[index].steps is not None
+                 else r.train_seconds for r in runs)
+
+
+def _asv_measured(value: AsvValue | None) -> Measured | None:
+    if value is None or value.value is None:
+        return None
+    return Measured(value.value, value.samples, value.interval)
 
 
 def _change(before: float | None, now: float | None) -> str:
@@ -68,7 +78,8 @@ def record_changes(now: Iterable[RunResult], before: Iterable[RunResult], *,
             caption="median over seeds, a miss counted as the whole budget (as the asv suite "
             "tracks it); (change against the other commit); red/green: beyond the noise "
             f"threshold of {thresholds.source} (steps {limits[STEPS]:.0%}, seconds "
-            f"{limits[SECONDS]:.0%}, test error {limits[TEST_ERROR]:.0%})")
+            f"{limits[SECONDS]:.0%} and a test on the seeds' seconds, test error "
+            f"{limits[TEST_ERROR]:.0%})")
         for method in sorted(set(methods) | set(base.get(workload, {}))):
             runs, old = methods.get(method, []), base.get(workload, {}).get(method, [])
             if not runs:
@@ -81,9 +92,12 @@ def record_changes(now: Iterable[RunResult], before: Iterable[RunResult], *,
                 style: Style = None if reached == old_reached else (
                     "better" if reached > old_reached else "worse")
                 cells.append(Cell(f"{old_reached}/{len(old)} → {reached}/{len(runs)}", style))
-                for name, field, spec in ((STEPS, "steps", ".0f"), (SECONDS, "seconds", ".2f")):
-                    a, b = censored(old, primary, field), censored(runs, primary, field)
-                    cells.append(Cell(f"{b:{spec}}{_change(a, b)}", verdict(a, b, limits[name])))
+                a, b = censored(old, primary, "steps"), censored(runs, primary, "steps")
+                cells.append(Cell(f"{b:.0f}{_change(a, b)}", verdict(a, b, limits[STEPS])))
+                a, b = censored(old, primary, "seconds"), censored(runs, primary, "seconds")
+                style = decide(Measured(a, _seed_seconds(old, primary)),
+                               Measured(b, _seed_seconds(runs, primary)), limits[SECONDS])
+                cells.append(Cell(f"{b:.2f}{_change(a, b)}", style))
                 a, b = _test_error(old), _test_error(runs)
                 cells.append(Cell("—" if b is None else f"{b:.4f}{_change(a, b)}",
                                   verdict(a, b, limits[TEST_ERROR])))
@@ -125,7 +139,8 @@ def asv_table(values: list[AsvValue], before: list[AsvValue] | None = None, *,
         columns=columns,
         caption="every value is lower-is-better; points asv skipped are left out" + (
             f"; ratio = now / {label}; red/green: beyond the threshold of "
-            f"{thresholds.source} for that benchmark" if before is not None else ""))
+            f"{thresholds.source} for that benchmark and, for a timing, beyond the noise of "
+            "its samples" if before is not None else ""))
     old = {v.key: v for v in before or []}
     for v in shown:
         cells = [Cell(v.benchmark), Cell(", ".join(v.params)),
@@ -133,7 +148,7 @@ def asv_table(values: list[AsvValue], before: list[AsvValue] | None = None, *,
         if before is not None:
             previous = old.get(v.key)
             a = None if previous is None else previous.value
-            style = verdict(a, v.value, thresholds.of(v.benchmark))
+            style = decide(_asv_measured(previous), _asv_measured(v), thresholds.of(v.benchmark))
             ratio = "—" if a in (None, 0) or v.value is None else f"{v.value / a:.2f}"
             cells[2] = Cell(cells[2].text, style)
             cells += [Cell(_format(a, v.unit)), Cell(ratio, style)]

@@ -1,0 +1,72 @@
+"""``plp-bench compare BASE HEAD``: every asv benchmark of two commits side by side, each change
+decided by the measured noise (:mod:`plp_bench.report.comparison`), ending with one line:
+``compared with <base>: no change`` or the changed benchmarks. Report only: the exit code is 0
+whatever changed, unless ``--fail-on-change``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..core.config import ConfigError
+from ..core.tables import to_rich
+from ..report import asv_results
+from ..report.changes import asv_table
+from ..report.record_sources import resolve_revision
+from .common import Streams
+
+EXIT_CHANGED = 1
+
+
+def default_results_dir() -> str:
+    """asv's results folder: ``$PLP_BENCH_TRENDS/results`` where that folder of trends is
+    set, else ``.asv/results`` (``asv.conf.json``'s)."""
+    trends = os.environ.get("PLP_BENCH_TRENDS")
+    return str(Path(trends) / "results") if trends else ".asv/results"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("compare", help="asv's values of two commits side by side, each "
+                            "change decided by the measured noise (report only)")
+    parser.add_argument("base", help="the commit compared against (a git revision)")
+    parser.add_argument("head", nargs="?", default="HEAD", help="the commit compared "
+                        "(default HEAD)")
+    parser.add_argument("--results", metavar="DIR", help="asv's results folder (default "
+                        "$PLP_BENCH_TRENDS/results, else .asv/results)")
+    parser.add_argument("--config", default="asv.conf.json", metavar="FILE",
+                        help="the asv configuration whose regressions_thresholds hold the "
+                        "noise model's thresholds (default asv.conf.json)")
+    parser.add_argument("--all", action="store_true", help="show every benchmark, not only "
+                        "the changed ones")
+    parser.add_argument("--fail-on-change", action="store_true",
+                        help=f"exit {EXIT_CHANGED} when a benchmark changed")
+    parser.set_defaults(handle=handle)
+
+
+def handle(args: argparse.Namespace, streams: Streams) -> int:
+    results = Path(args.results or default_results_dir())
+    base = resolve_revision(args.base, option="base")
+    head = resolve_revision(args.head, option="head")
+    thresholds = asv_results.Thresholds.load(args.config)
+    before = asv_results.commit_values(results, base)
+    now = asv_results.commit_values(results, head)
+    for commit, values, option in ((base, before, "base"), (head, now, "head")):
+        if not values:
+            raise ConfigError(f"{results}: asv recorded nothing for {commit[:12]} (run asv "
+                              "for it first)", path=(option,))
+    table = asv_table(now, before, thresholds=thresholds, label=base[:8], skip_suites=())
+    changed = [row for row in table.rows if any(c.style in ("worse", "better") for c in row)]
+    if not args.all:
+        table.rows = changed
+    if table.rows:
+        streams.out.print(to_rich(table))
+    if changed:
+        names = ", ".join(f"{row[0].text}({row[1].text}) {row[-1].text}x "
+                          f"{'worse' if any(c.style == 'worse' for c in row) else 'better'}"
+                          for row in changed)
+        streams.out.print(f"compared with {base[:12]}: {len(changed)} changed: {names}",
+                          highlight=False, soft_wrap=True)
+    else:
+        streams.out.print(f"compared with {base[:12]}: no change", highlight=False)
+    return EXIT_CHANGED if changed and args.fail_on_change else 0

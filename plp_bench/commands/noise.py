@@ -1,0 +1,154 @@
+"""``plp-bench noise``: measure the suites' noise in repeated A/A rounds and keep the
+thresholds in step with it (:mod:`plp_bench.report.noise_model`).
+
+Two sources of rounds:
+
+* ``--rounds N`` (default 3): ``asv run`` of the checked-out commit N times in this Python's
+  environment, each round on a machine name of its own (``noise-1`` ...), samples recorded;
+  ``--bench`` narrows the suites as asv's ``-b`` does;
+* ``--commit REV`` (repeatable): measurements already in asv's results folder, every
+  (machine, commit) file of the named commits one round. Name commits whose package is
+  identical (an ``asv continuous`` between two such commits is two rounds). The rounds of one
+  machine name were measured together (one ``asv continuous``, one CI job) and are compared
+  with each other only: the noise a comparison sees.
+
+It prints each benchmark's spread, the threshold it implies and the smallest change detected
+19 times in 20, writes the model (``--model``) and the thresholds into ``asv.conf.json``
+(``--config``), which ``asv publish``, ``plp-bench compare`` and ``plp-bench report --compare``
+read. ``--dry-run`` writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from ..core.config import ConfigError
+from ..core.tables import Column, TableData, to_rich
+from ..report import asv_results, noise_model
+from ..report.record_sources import resolve_revision
+from .common import Streams
+from .compare import default_results_dir
+
+MAX_ROUNDS = 50
+DEFAULT_MODEL = "benchmarks/noise-model.json"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("noise", help="measure the asv suites' noise in repeated A/A "
+                            "rounds; write the thresholds it implies")
+    parser.add_argument("--rounds", type=int, default=3, metavar="N",
+                        help=f"asv runs of the checked-out commit (default 3, at most "
+                        f"{MAX_ROUNDS})")
+    parser.add_argument("--bench", metavar="REGEX", help="only the benchmarks matching "
+                        "(asv's -b)")
+    parser.add_argument("--commit", action="append", metavar="REV",
+                        help="read rounds already measured for this commit instead of "
+                        "running asv (repeatable; commits with the same package)")
+    parser.add_argument("--results", metavar="DIR", help="asv's results folder (default "
+                        "$PLP_BENCH_TRENDS/results, else .asv/results)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="FILE",
+                        help=f"where the model is written (default {DEFAULT_MODEL})")
+    parser.add_argument("--config", default="asv.conf.json", metavar="FILE",
+                        help="the asv configuration whose thresholds are written "
+                        "(default asv.conf.json)")
+    parser.add_argument("--dry-run", action="store_true", help="print, write nothing")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown "
+                        "(the README's)")
+    parser.set_defaults(handle=handle)
+
+
+def run_rounds(rounds: int, bench: str | None, streams: Streams) -> tuple[str, list[str]]:
+    """``asv run`` of HEAD ``rounds`` times in this environment; the commit and the machine
+    name of each round."""
+    commit = resolve_revision("HEAD", option="--rounds")
+    machines = [f"noise-{k}" for k in range(1, rounds + 1)]
+    asv = [sys.executable, "-m", "asv"]
+    for machine in machines:
+        streams.err.print(f"round {machine} of {rounds}: asv run {commit[:12]}",
+                          highlight=False)
+        subprocess.run([*asv, "machine", "--yes", "--machine", machine], check=True,
+                       stdout=subprocess.DEVNULL)
+        command = [*asv, "run", "--environment", f"existing:{sys.executable}",
+                   "--set-commit-hash", commit, "--machine", machine, "--record-samples"]
+        if bench:
+            command += ["--bench", bench]
+        done = subprocess.run(command, check=False)
+        if done.returncode not in (0, 2):  # 2: some benchmark failed, the rest is recorded
+            raise ConfigError(f"asv run exited {done.returncode} in round {machine}",
+                              path=("--rounds",))
+    return commit, machines
+
+
+def handle(args: argparse.Namespace, streams: Streams) -> int:
+    results = Path(args.results or default_results_dir())
+    if args.commit:
+        commits = [resolve_revision(rev, option="--commit") for rev in args.commit]
+        machines = None
+    else:
+        if not 2 <= args.rounds <= MAX_ROUNDS:
+            raise ConfigError(f"{args.rounds} is not allowed; allowed: 2 to {MAX_ROUNDS}",
+                              path=("--rounds",))
+        if args.bench is not None:
+            try:
+                re.compile(args.bench)
+            except re.error as error:
+                raise ConfigError(f"{args.bench!r} is not a regular expression ({error})",
+                                  path=("--bench",)) from None
+        commit, machines = run_rounds(args.rounds, args.bench, streams)
+        commits = [commit]
+    measurements, labels, groups = [], [], []
+    for commit in commits:
+        for machine, values in sorted(_by_machine(results, commit).items()):
+            if machines is not None and machine not in machines:
+                continue
+            if args.bench:
+                values = [v for v in values if re.search(args.bench, v.benchmark)]
+            measurements.append(values)
+            labels.append(f"{machine}/{commit[:12]}")
+            # read rounds: one machine name is one asv continuous, its commits measured
+            # together; run rounds: all of one commit, measured one after the other
+            groups.append(hash(machine) if machines is None else 0)
+    model = noise_model.build(measurements, labels, groups)
+    if args.markdown:
+        print(noise_model.markdown(model))
+    else:
+        streams.out.print(to_rich(_table(model)))
+    if not args.dry_run:
+        from ..core.record import write_json_atomic
+
+        write_json_atomic(Path(args.model), model.to_json())
+        noise_model.write_config_thresholds(args.config, model, args.model)
+        streams.out.print(f"wrote {args.model} and the thresholds of {args.config}",
+                          highlight=False)
+    return 0
+
+
+def _by_machine(results: Path, commit: str) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for value in asv_results.commit_values(results, commit):
+        found.setdefault(value.machine, []).append(value)
+    if not found:
+        raise ConfigError(f"{results}: asv recorded nothing for {commit[:12]}",
+                          path=("--commit",))
+    return found
+
+
+def _table(model: noise_model.NoiseModel) -> TableData:
+    table = TableData(
+        f"noise of {len(model.measurements)} A/A rounds: {', '.join(model.measurements)}",
+        [Column("benchmark", numeric=False), Column("points"), Column("kind", numeric=False),
+         Column("spread"), Column("threshold"), Column("detects")],
+        caption=f"spread: largest max/min - 1 of a point's medians; threshold: "
+        f"{noise_model.MARGIN:g} x spread rounded up to 1%, at least "
+        f"{noise_model.FLOOR:.0%} (0 for an exact value); detects: smallest change flagged 19 "
+        "times in 20")
+    for b in model.benchmarks:
+        table.add_row(b.benchmark, str(b.points), "exact" if b.deterministic else "timing",
+                      f"{b.spread:.1%}", f"{b.threshold:.0%}",
+                      "any" if b.deterministic else f"{b.detectable:.0%}")
+    return table
+

@@ -1,0 +1,96 @@
+"""The rule that decides whether a lower-is-better benchmark value changed between two commits.
+
+Given the benchmark's noise threshold ``t`` (measured by ``plp-bench noise``, kept in
+``asv.conf.json``'s ``regressions_thresholds``; :mod:`plp_bench.report.noise_model`):
+
+1. The medians must differ by more than ``t``: worse when ``now > before * (1 + t)``, better
+   when ``now < before / (1 + t)`` (asv's ``--factor`` is ``1 + t``).
+2. Where both sides carry samples (every timing of the suites), the samples must differ too:
+   a two-sided Mann-Whitney U test at ``p < ALPHA`` (asv's own level), and where there are too
+   few samples for the test to reach that level, the 99% confidence intervals of the two
+   medians must not overlap (asv's fallback, ``asv._stats.is_different``). A ratio of two
+   medians alone never decides a timing.
+3. A value without samples is deterministic on the CPU (steps, counts, errors, held memory):
+   its threshold is 0 in the noise model, so any change is one.
+
+Rule 1 guards against what samples from one process cannot show (one process's layout in
+memory, a neighbour that stayed for the whole of one side); rule 2 against a median that moved
+by chance within the noise of its own samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from scipy.stats import mannwhitneyu
+
+ALPHA = 0.002  # asv's p threshold in asv._stats.is_different
+Verdict = Literal["worse", "better"] | None
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One benchmark point of one commit: its median, and its samples or asv's 99% confidence
+    interval of the median where it has them."""
+
+    value: float
+    samples: tuple[float, ...] | None = None
+    interval: tuple[float, float] | None = None
+
+    @property
+    def sampled(self) -> bool:
+        return self.samples is not None or self.interval is not None
+
+
+def smallest_p(first: int, second: int) -> float:
+    """The smallest two-sided p-value a Mann-Whitney U test of samples of these sizes can
+    give: 2 / C(n1 + n2, n1), one of the two most extreme orderings."""
+    if first == 0 or second == 0:
+        return 1.0
+    return min(1.0, 2.0 / math.comb(first + second, first))
+
+
+def samples_differ(before: Measured, now: Measured, alpha: float = ALPHA) -> bool:
+    """Rule 2 of the module: a Mann-Whitney U test where it can reach ``alpha``, else the
+    confidence intervals of the medians (from the samples' range where asv gave none)."""
+    a = [x for x in before.samples or () if math.isfinite(x)]
+    b = [x for x in now.samples or () if math.isfinite(x)]
+    if a and b and smallest_p(len(a), len(b)) < alpha:
+        return bool(mannwhitneyu(a, b, alternative="two-sided").pvalue < alpha)
+    first = before.interval or ((min(a), max(a)) if a else None)
+    second = now.interval or ((min(b), max(b)) if b else None)
+    if first is None or second is None:
+        return True  # one side has no spread to go by: rule 1 decides
+    return first[1] < second[0] or second[1] < first[0]
+
+
+def decide(before: Measured | None, now: Measured | None, threshold: float,
+           alpha: float = ALPHA) -> Verdict:
+    """``"worse"``, ``"better"`` or ``None`` (no change, or nothing to compare) for a
+    lower-is-better value, by the rules of the module."""
+    if before is None or now is None:
+        return None
+    if not (math.isfinite(before.value) and math.isfinite(now.value)):
+        return None
+    factor = 1.0 + threshold
+    if before.value == 0 or now.value == 0:
+        moved = now.value != before.value
+        direction: Verdict = "worse" if now.value > before.value else "better"
+    elif now.value > before.value * factor:
+        moved, direction = True, "worse"
+    elif now.value < before.value / factor:
+        moved, direction = True, "better"
+    else:
+        moved, direction = False, None
+    if not moved:
+        return None
+    if before.sampled and now.sampled and not samples_differ(before, now, alpha):
+        return None
+    return direction
+
+
+def measured(value: float, samples: Sequence[float] | None = None) -> Measured:
+    return Measured(float(value), None if samples is None else tuple(float(s) for s in samples))

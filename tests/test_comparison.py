@@ -1,0 +1,357 @@
+"""The rule that decides a change between commits, the noise model that sets its thresholds,
+and the commands and files around them, on constructed samples (no timing in the suite)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+from scipy.stats import mannwhitneyu
+
+from plp_bench.cli import main
+from plp_bench.core.config import ConfigError
+from plp_bench.report import noise_model
+from plp_bench.report.asv_results import AsvValue, Thresholds, commit_values
+from plp_bench.report.comparison import ALPHA, Measured, decide, samples_differ, smallest_p
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def noisy(center: float, spread: float, count: int, rng: random.Random) -> tuple[float, ...]:
+    """``count`` samples of a timing: the center times a positive, right-skewed noise (the
+    shape of wall-clock noise: a call is only ever slowed down)."""
+    return tuple(center * (1 + spread * rng.expovariate(1.0) / 3) for _ in range(count))
+
+
+def as_measured(samples: tuple[float, ...]) -> Measured:
+    ordered = sorted(samples)
+    middle = len(ordered) // 2
+    median = (ordered[middle] if len(ordered) % 2
+              else (ordered[middle - 1] + ordered[middle]) / 2)
+    return Measured(median, samples)
+
+
+# --- the rule -------------------------------------------------------------------------------
+
+def test_a_a_samples_are_flagged_at_most_at_the_tests_level():
+    """Samples of one distribution, medians often beyond the threshold: the test on the samples
+    keeps false alarms to its level (p < 0.002), where the ratio of medians alone would flag a
+    third of them."""
+    rng = random.Random(0)
+    flagged = beyond = 0
+    pairs = 1000
+    for _ in range(pairs):
+        a, b = as_measured(noisy(1.0, 0.1, 12, rng)), as_measured(noisy(1.0, 0.1, 12, rng))
+        flagged += decide(a, b, threshold=0.01) is not None
+        beyond += abs(b.value / a.value - 1) > 0.01
+    assert beyond > pairs / 3
+    assert flagged <= 2 * ALPHA * pairs
+
+
+def test_a_shift_beyond_threshold_and_noise_is_flagged_every_time():
+    rng = random.Random(1)
+    verdicts = {decide(as_measured(noisy(1.0, 0.03, 12, rng)),
+                       as_measured(noisy(1.10, 0.03, 12, rng)), threshold=0.03)
+                for _ in range(200)}
+    assert verdicts == {"worse"}
+    verdicts = {decide(as_measured(noisy(1.10, 0.03, 12, rng)),
+                       as_measured(noisy(1.0, 0.03, 12, rng)), threshold=0.03)
+                for _ in range(200)}
+    assert verdicts == {"better"}
+
+
+def test_a_shift_within_the_threshold_is_not_flagged_however_significant():
+    before = Measured(1.0, tuple(1.0 + 1e-6 * k for k in range(12)))
+    now = Measured(1.02, tuple(1.02 + 1e-6 * k for k in range(12)))
+    assert samples_differ(before, now)  # the samples differ...
+    assert decide(before, now, threshold=0.03) is None  # ...but not beyond the noise
+    assert decide(before, now, threshold=0.01) == "worse"
+
+
+def test_a_median_ratio_alone_never_decides_a_timing():
+    """Medians 30% apart whose samples overlap: the samples decide, not the ratio."""
+    before = Measured(1.0, (0.6, 0.8, 1.0, 1.2, 1.4, 1.6))
+    now = Measured(1.3, (0.7, 0.9, 1.3, 1.5, 1.7, 1.9))
+    assert decide(before, now, threshold=0.05) is None
+
+
+def test_few_samples_fall_back_to_the_intervals():
+    """Two seeds a side cannot reach p < 0.002 (smallest p 1/3): the intervals decide."""
+    assert smallest_p(2, 2) == pytest.approx(1 / 3)
+    apart = decide(Measured(1.0, (0.99, 1.01)), Measured(2.0, (1.98, 2.02)), 0.05)
+    overlapping = decide(Measured(1.0, (0.5, 1.5)), Measured(1.4, (0.9, 1.9)), 0.05)
+    assert (apart, overlapping) == ("worse", None)
+    # asv's own intervals, where only those were recorded
+    assert decide(Measured(1.0, interval=(0.9, 1.1)), Measured(1.5, interval=(1.4, 1.6)),
+                  0.05) == "worse"
+    assert decide(Measured(1.0, interval=(0.9, 1.45)), Measured(1.5, interval=(1.4, 1.6)),
+                  0.05) is None
+
+
+def test_smallest_p_is_the_exact_test_at_its_extreme():
+    for n, m in ((3, 3), (4, 5), (6, 6)):
+        low = mannwhitneyu(list(range(n)), list(range(100, 100 + m)), method="exact").pvalue
+        assert smallest_p(n, m) == pytest.approx(low)
+
+
+def test_a_deterministic_value_is_exact_at_threshold_zero():
+    assert decide(Measured(400.0), Measured(401.0), 0.0) == "worse"
+    assert decide(Measured(400.0), Measured(399.0), 0.0) == "better"
+    assert decide(Measured(400.0), Measured(400.0), 0.0) is None
+    assert decide(Measured(0.0), Measured(1.0), 0.0) == "worse"
+    assert decide(None, Measured(1.0), 0.0) is None
+    assert decide(Measured(math.nan), Measured(1.0), 0.0) is None
+
+
+def test_the_rule_agrees_with_asv_where_asv_has_samples():
+    """Where both agree the samples differ, the verdict is asv's ``_is_result_better``."""
+    from asv.commands.compare import _is_result_better
+    from asv_runner.statistics import compute_stats
+
+    rng = random.Random(2)
+    for shift in (0.9, 0.97, 1.0, 1.04, 1.12, 1.3):
+        a, b = noisy(1.0, 0.05, 12, rng), noisy(shift, 0.05, 12, rng)
+        (va, sa), (vb, sb) = compute_stats(a, 1), compute_stats(b, 1)
+        ours = decide(Measured(va, a), Measured(vb, b), 0.05)
+        asv_worse = _is_result_better(va, vb, (sa, a), (sb, b), 1.05)
+        asv_better = _is_result_better(vb, va, (sb, b), (sa, a), 1.05)
+        assert ours == ("worse" if asv_worse else "better" if asv_better else None), shift
+
+
+# --- the noise model ------------------------------------------------------------------------
+
+def _value(benchmark: str, params: tuple[str, ...], value: float, samples=None) -> AsvValue:
+    return AsvValue(benchmark, params, value, "ratio", "m", samples=samples)
+
+
+def _rounds(medians_per_round: list[dict[tuple[str, tuple], float]], sampled: set[str]):
+    return [[_value(b, p, v, (v,) * 3 if b in sampled else None) for (b, p), v in r.items()]
+            for r in medians_per_round]
+
+
+def test_noise_model_spread_threshold_and_detectable_change():
+    rounds = _rounds([
+        {("s.A.track_ratio", ("mlp",)): 1.00, ("s.A.track_ratio", ("big",)): 2.00,
+         ("s.B.track_steps", ("x",)): 120.0},
+        {("s.A.track_ratio", ("mlp",)): 1.02, ("s.A.track_ratio", ("big",)): 2.10,
+         ("s.B.track_steps", ("x",)): 120.0},
+        {("s.A.track_ratio", ("mlp",)): 1.01, ("s.A.track_ratio", ("big",)): 2.05,
+         ("s.B.track_steps", ("x",)): 120.0},
+    ], sampled={"s.A.track_ratio"})
+    model = noise_model.build(rounds, ["r1", "r2", "r3"])
+    timing, exact = model.of("s.A.track_ratio"), model.of("s.B.track_steps")
+    assert timing.points == 2 and timing.measurements == 3
+    assert timing.spread == pytest.approx(0.05)  # 2.10 / 2.00 - 1
+    assert timing.threshold == pytest.approx(0.08)  # ceil(1.5 * 5%) to 1%
+    logs = [[math.log(v) for v in (1.0, 1.02, 1.01)], [math.log(v) for v in (2.0, 2.1, 2.05)]]
+    pooled = math.sqrt(sum(sum((x - sum(p) / 3) ** 2 for x in p) for p in logs) / 4)
+    assert timing.sigma == pytest.approx(pooled, rel=1e-4)
+    expected = (1.08 * math.exp(1.645 * pooled * math.sqrt(2))) - 1
+    assert expected <= timing.detectable < expected + 0.01
+    assert exact.deterministic and exact.threshold == 0 and exact.detectable == 0
+
+
+def test_noise_model_floor_and_a_lone_round_is_refused():
+    same = [[_value("s.A.t", (), 1.0, (1.0,))] for _ in range(3)]
+    assert noise_model.build(same, ["a", "b", "c"]).of("s.A.t").threshold == noise_model.FLOOR
+    with pytest.raises(ConfigError, match="at least two measurements"):
+        noise_model.build(same[:1], ["a"])
+
+
+def test_a_threshold_from_the_model_keeps_a_a_quiet_and_sees_a_larger_shift():
+    """The model measured on 10 A/A rounds of a constructed timing whose medians also move
+    between processes (1%, which no process's samples show); then fresh A/A pairs are flagged
+    at most once in 100 at its threshold, and a shift of the detectable size 19 times in 20."""
+    rng = random.Random(3)
+
+    def measurement(center: float) -> AsvValue:
+        samples = noisy(center * rng.lognormvariate(0, 0.01), 0.05, 12, rng)
+        return AsvValue("s.A.t", (), as_measured(samples).value, "ratio", "m", samples=samples)
+
+    model = noise_model.build([[measurement(1.0)] for _ in range(10)], list("abcdefghij"))
+    noise = model.of("s.A.t")
+    pairs = [(measurement(1.0), measurement(1.0)) for _ in range(200)]
+    false_alarms = sum(decide(Measured(a.value, a.samples), Measured(b.value, b.samples),
+                              noise.threshold) is not None for a, b in pairs)
+    assert false_alarms <= 2
+    shifted = [(measurement(1.0), measurement(1.0 + noise.detectable)) for _ in range(200)]
+    seen = sum(decide(Measured(a.value, a.samples), Measured(b.value, b.samples),
+                      noise.threshold) == "worse" for a, b in shifted)
+    assert seen >= 190
+
+
+def test_noise_model_json_round_trip_and_hostile_files(tmp_path):
+    model = noise_model.build(_rounds([{("s.A.t", ()): 1.0}, {("s.A.t", ()): 1.1}],
+                                      {"s.A.t"}), ["a", "b"])
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(model.to_json()))
+    assert noise_model.NoiseModel.load(path) == model
+    bad = model.to_json()
+    bad["benchmarks"][0]["threshold"] = "huge"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ConfigError, match=r"benchmarks\[0\]\.threshold"):
+        noise_model.NoiseModel.load(path)
+    bad = model.to_json()
+    bad["benchmarks"][0]["benchmark"] = "../../etc/passwd"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ConfigError, match=r"benchmarks\[0\]\.benchmark"):
+        noise_model.NoiseModel.load(path)
+    path.write_text('{"schema": 99}')
+    with pytest.raises(ConfigError, match="schema"):
+        noise_model.NoiseModel.load(path)
+
+
+def test_thresholds_written_into_the_config_are_read_back_by_asv_and_by_compare(tmp_path):
+    from asv import util
+
+    config = tmp_path / "asv.conf.json"
+    config.write_text((ROOT / "asv.conf.json").read_text())
+    model = noise_model.build(_rounds([{("step_cost.X.track_r", ("a",)): 1.0,
+                                        ("convergence.T.track_steps", ("a",)): 9.0},
+                                       {("step_cost.X.track_r", ("a",)): 1.04,
+                                        ("convergence.T.track_steps", ("a",)): 9.0}],
+                                      {"step_cost.X.track_r"}), ["a", "b"])
+    for _ in range(2):  # writing twice replaces the block, it does not add to it
+        noise_model.write_config_thresholds(config, model, "model.json")
+    loaded = util.load_json(config, js_comments=True)["regressions_thresholds"]
+    assert loaded[r"step_cost\.X\.track_r(?=$|\(|@)"] == 0.06
+    assert loaded[r"convergence\.T\.track_steps(?=$|\(|@)"] == 0
+    thresholds = Thresholds.load(config)
+    assert thresholds.of("step_cost.X.track_r") == 0.06
+    assert thresholds.of("convergence.T.track_steps") == 0
+    assert thresholds.of("step_cost.X.track_r_other") == 0  # anchored: no prefix match
+    # asv matches the name of a graph: the point's parameters and the branch follow the name
+    assert thresholds.of("step_cost.X.track_r('mlp', 'plp')@main") == 0.06
+    assert thresholds.of("step_cost.UpdateOverheadCuda.track_update_time_ratio") == 0.2
+
+
+def test_the_repository_config_is_in_step_with_the_committed_model():
+    model = noise_model.NoiseModel.load(ROOT / "benchmarks" / "noise-model.json")
+    thresholds = Thresholds.load(ROOT / "asv.conf.json")
+    assert model.benchmarks
+    for benchmark in model.benchmarks:
+        assert thresholds.of(benchmark.benchmark) == benchmark.threshold, benchmark.benchmark
+    written = noise_model.config_thresholds(model)
+    assert {k: v for k, v in thresholds.patterns if k in written} == written
+
+
+# --- asv's files and the commands -----------------------------------------------------------
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def _results_file(folder: Path, machine: str, commit: str, points: dict) -> None:
+    """An asv results file of ``commit`` in asv 0.6's layout, one benchmark per entry of
+    ``points``: name -> (params, values, samples or None)."""
+    columns = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
+               "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat",
+               "samples", "profile"]
+    results = {}
+    for name, (params, values, samples) in points.items():
+        lows = [min(s) if s else None for s in samples] if samples else None
+        highs = [max(s) if s else None for s in samples] if samples else None
+        results[name] = [values, params, "1", 0, 1.0, lows, highs, None, None, None, None,
+                         samples, None]
+    data = {"commit_hash": commit, "env_name": "existing-py", "date": 0,
+            "params": {"machine": machine}, "python": "3.11", "requirements": {},
+            "env_vars": {}, "result_columns": columns, "results": results, "version": 2}
+    (folder / machine).mkdir(parents=True, exist_ok=True)
+    (folder / machine / f"{commit[:8]}-existing-py.json").write_text(json.dumps(data))
+
+
+def test_asv_samples_and_intervals_are_read(tmp_path):
+    commit = _git("rev-parse", "HEAD")
+    _results_file(tmp_path, "m", commit, {
+        "step_cost.U.track_r": ([["'mlp'", "'big'"]], [1.1, None], [[1.0, 1.1, 1.2], None]),
+        "convergence.T.track_steps": ([["'a'"]], [40.0], None)})
+    values = {(v.benchmark, v.params): v for v in commit_values(tmp_path, commit)}
+    sampled = values[("step_cost.U.track_r", ("mlp",))]
+    assert sampled.samples == (1.0, 1.1, 1.2) and sampled.interval == (1.0, 1.2)
+    assert values[("step_cost.U.track_r", ("big",))].value is None
+    exact = values[("convergence.T.track_steps", ("a",))]
+    assert exact.samples is None and exact.interval is None and exact.value == 40.0
+
+
+def _two_commits(tmp_path: Path, shift: float) -> tuple[str, str, Path]:
+    """asv results of HEAD~1 and HEAD (the ratio's medians ``shift`` apart), and an asv
+    configuration with a 5% threshold beside them (``tmp_path / "asv.conf.json"``)."""
+    (tmp_path / "asv.conf.json").write_text('{"regressions_thresholds": {".*": 0.05}}')
+    base, head = _git("rev-parse", "HEAD~1"), _git("rev-parse", "HEAD")
+    rng = random.Random(4)
+    for commit, scale in ((base, 1.0), (head, shift)):
+        ratios = [noisy(1.2 * scale, 0.03, 12, rng), noisy(1.5, 0.03, 12, rng)]
+        _results_file(tmp_path / "results", "ci", commit, {
+            "step_cost.UpdateOverhead.track_update_time_ratio": (
+                [["'mlp'"], ["'plp'", "'demon'"]],
+                [as_measured(r).value for r in ratios], [list(r) for r in ratios]),
+            "convergence.TargetTracks.track_steps_to_target": (
+                [["'digits-mlp'"], ["'sgd'"], ["'1'"]], [100.0], None)})
+    return base, head, tmp_path / "results"
+
+
+def test_compare_reports_no_change_for_a_a(tmp_path, capsys):
+    base, head, results = _two_commits(tmp_path, 1.0)
+    assert main(["compare", base, head, "--results", str(results), "--config",
+                 str(tmp_path / "asv.conf.json")]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == f"compared with {base[:12]}: no change"
+
+
+def test_compare_names_a_changed_benchmark_and_stays_report_only(tmp_path, capsys):
+    base, head, results = _two_commits(tmp_path, 1.15)
+    config = ["--config", str(tmp_path / "asv.conf.json")]
+    assert main(["compare", base, head, "--results", str(results), *config]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(f"compared with {base[:12]}: 1 changed: ")
+    assert "track_update_time_ratio(mlp, plp)" in last and "worse" in last
+    assert main(["compare", base, head, "--results", str(results), *config,
+                 "--fail-on-change"]) == 1
+
+
+def test_compare_without_results_is_a_named_error(tmp_path, capsys):
+    assert main(["compare", "HEAD~1", "HEAD", "--results", str(tmp_path)]) == 2
+    assert "asv recorded nothing" in capsys.readouterr().err
+
+
+def test_noise_command_reads_a_a_rounds_and_writes_model_and_config(tmp_path, capsys):
+    base, head, results = _two_commits(tmp_path, 1.0)
+    config = tmp_path / "asv.conf.json"
+    config.write_text((ROOT / "asv.conf.json").read_text())  # with its markers
+    model = tmp_path / "model.json"
+    assert main(["noise", "--commit", base, "--commit", head, "--results", str(results),
+                 "--model", str(model), "--config", str(config)]) == 0
+    written = noise_model.NoiseModel.load(model)
+    assert written.measurements == (f"ci/{base[:12]}", f"ci/{head[:12]}")
+    ratio = written.of("step_cost.UpdateOverhead.track_update_time_ratio")
+    steps = written.of("convergence.TargetTracks.track_steps_to_target")
+    assert not ratio.deterministic and ratio.threshold >= noise_model.FLOOR
+    assert steps.deterministic and steps.threshold == 0
+    assert Thresholds.load(config).of(ratio.benchmark) == ratio.threshold
+    assert "noise of 2 A/A rounds" in capsys.readouterr().out
+    assert main(["noise", "--commit", base, "--commit", head, "--results", str(results),
+                 "--dry-run", "--markdown"]) == 0
+    table = capsys.readouterr().out
+    assert "| `convergence` | `TargetTracks.track_steps_to_target` | 1 | 0.0% | 0% | any change" \
+        in table
+
+
+def test_noise_command_refuses_bad_rounds(capsys):
+    assert main(["noise", "--rounds", "1", "--dry-run"]) == 2
+    assert "--rounds" in capsys.readouterr().err
+
+
+def test_noise_is_taken_within_what_was_measured_together():
+    """Two A/A comparisons on two days, the second day 30% slower on both sides: the noise a
+    comparison sees is the 2% within a day, not the drift between days."""
+    days = _rounds([{("s.A.t", ()): 1.00}, {("s.A.t", ()): 1.02},
+                    {("s.A.t", ()): 1.30}, {("s.A.t", ()): 1.31}], {"s.A.t"})
+    within = noise_model.build(days, list("abcd"), groups=[1, 1, 2, 2]).of("s.A.t")
+    across = noise_model.build(days, list("abcd")).of("s.A.t")
+    assert within.spread == pytest.approx(0.02) and within.threshold == pytest.approx(0.03)
+    assert across.spread == pytest.approx(0.31)
