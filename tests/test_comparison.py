@@ -3,6 +3,8 @@ and the commands and files around them, on constructed samples (no timing in the
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import random
@@ -355,3 +357,27 @@ def test_noise_is_taken_within_what_was_measured_together():
     across = noise_model.build(days, list("abcd")).of("s.A.t")
     assert within.spread == pytest.approx(0.02) and within.threshold == pytest.approx(0.03)
     assert across.spread == pytest.approx(0.31)
+
+
+def test_the_moved_asv_configuration_keeps_every_folder_where_it_was(tmp_path):
+    """asv reads a configuration's folders relative to its own folder: the moved one, written
+    elsewhere, has them absolute, and the results and site where the trends are kept."""
+    from asv import util
+
+    from plp_bench.report.asv_config import main as write_config
+
+    moved = tmp_path / "elsewhere" / "conf.json"
+    moved.parent.mkdir()
+    trends = tmp_path / "trends"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert write_config([str(ROOT / "asv.conf.json"), str(trends / "results"),
+                             str(trends / "asv")]) == 0
+    moved.write_text(out.getvalue())
+    config = util.load_json(moved, js_comments=True)
+    assert config["repo"] == str(ROOT) and config["benchmark_dir"] == str(ROOT / "benchmarks")
+    assert config["env_dir"] == str(ROOT / ".asv" / "env")
+    assert config["results_dir"] == str(trends / "results")
+    assert config["html_dir"] == str(trends / "asv")
+    assert config["regressions_thresholds"] == util.load_json(
+        ROOT / "asv.conf.json", js_comments=True)["regressions_thresholds"]

@@ -2,7 +2,9 @@
 outside the clone (``.ci/run`` with ``$PLP_BENCH_TRENDS``): asv has no flag for either folder.
 
 ``python -m plp_bench.report.asv_config CONFIG RESULTS SITE`` prints the configuration (JSON,
-its ``//`` comments dropped) with ``results_dir`` and ``html_dir`` set.
+its ``//`` comments dropped) with ``results_dir`` and ``html_dir`` set, and its other folders
+made absolute: asv reads a configuration's folders relative to the configuration's own folder,
+and the printed one is written elsewhere.
 """
 
 from __future__ import annotations
@@ -13,13 +15,21 @@ from pathlib import Path
 
 from .asv_results import strip_comments
 
+FOLDERS = ("repo", "benchmark_dir", "env_dir")
 
-def moved(config_text: str, results_dir: str, html_dir: str) -> dict:
+
+def moved(config_text: str, results_dir: str, html_dir: str, base: Path) -> dict:
+    """The configuration with its results and site folders replaced, and its other folders
+    (relative to ``base``, the original configuration's folder) made absolute."""
     config = json.loads(strip_comments(config_text))
     if not isinstance(config, dict):
         raise ValueError("an asv configuration is a JSON object")
-    config["results_dir"] = results_dir
-    config["html_dir"] = html_dir
+    for key in FOLDERS:
+        value = config.get(key)
+        if isinstance(value, str) and not Path(value).is_absolute():
+            config[key] = str((base / value).resolve())
+    config["results_dir"] = str(Path(results_dir).resolve())
+    config["html_dir"] = str(Path(html_dir).resolve())
     return config
 
 
@@ -30,7 +40,8 @@ def main(argv: list[str]) -> int:
         return 2
     path, results_dir, html_dir = argv
     try:
-        config = moved(Path(path).read_text(), results_dir, html_dir)
+        config = moved(Path(path).read_text(), results_dir, html_dir,
+                       Path(path).resolve().parent)
     except (OSError, ValueError) as error:
         print(f"{path}: {error}", file=sys.stderr)
         return 2
