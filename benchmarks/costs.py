@@ -63,6 +63,12 @@ def _training_closure(model: torch.nn.Module, name: str, batch_size: int, seed: 
     device = next(model.parameters()).device
     x = torch.randn((batch_size, *shape), generator=generator).to(device)
     y = torch.randint(0, classes, (batch_size,), generator=generator).to(device)
+    return _batch_closure(model, x, y, optimizer)
+
+
+def _batch_closure(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   optimizer: Any) -> Callable[[], torch.Tensor]:
+    """Forward and backward of ``model`` on the batch ``(x, y)``, as a step closure."""
     model.train()
 
     def closure() -> torch.Tensor:
@@ -126,19 +132,11 @@ class StepBench:
                               input_shape=dataset.input_shape, **workload.model_options)
         params = list(model.parameters())
         built = build_method(method, params, tuned=workload.optimizers)
-        x = dataset.x_train[:workload.batch_size]
-        y = dataset.y_train[:workload.batch_size]
-        model.train()
-        optimizer = built.optimizer
-
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            return loss
-
-        return cls(optimizer, ScheduleRunner(optimizer, built.schedules, 10_000), params,
-                   closure)
+        batch = slice(0, workload.batch_size)
+        closure = _batch_closure(model, dataset.x_train[batch], dataset.y_train[batch],
+                                 built.optimizer)
+        return cls(built.optimizer, ScheduleRunner(built.optimizer, built.schedules, 10_000),
+                   params, closure)
 
     def steps(self, count: int = STEPS_PER_CALL) -> None:
         for _ in range(count):

@@ -381,3 +381,12 @@ def test_the_moved_asv_configuration_keeps_every_folder_where_it_was(tmp_path):
     assert config["html_dir"] == str(trends / "asv")
     assert config["regressions_thresholds"] == util.load_json(
         ROOT / "asv.conf.json", js_comments=True)["regressions_thresholds"]
+
+
+def test_every_command_reads_asv_results_from_the_trends_folder_when_it_is_set(monkeypatch):
+    from plp_bench.report.asv_results import default_results_dir
+
+    monkeypatch.delenv("PLP_BENCH_TRENDS", raising=False)
+    assert default_results_dir() == ".asv/results"
+    monkeypatch.setenv("PLP_BENCH_TRENDS", "/kept/trends")
+    assert default_results_dir() == "/kept/trends/results"

@@ -6,7 +6,6 @@ whatever changed, unless ``--fail-on-change``."""
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from ..core.config import ConfigError
@@ -19,21 +18,13 @@ from .common import Streams
 EXIT_CHANGED = 1
 
 
-def default_results_dir() -> str:
-    """asv's results folder: ``$PLP_BENCH_TRENDS/results`` where that folder of trends is
-    set, else ``.asv/results`` (``asv.conf.json``'s)."""
-    trends = os.environ.get("PLP_BENCH_TRENDS")
-    return str(Path(trends) / "results") if trends else ".asv/results"
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("compare", help="asv's values of two commits side by side, each "
                             "change decided by the measured noise (report only)")
     parser.add_argument("base", help="the commit compared against (a git revision)")
     parser.add_argument("head", nargs="?", default="HEAD", help="the commit compared "
                         "(default HEAD)")
-    parser.add_argument("--results", metavar="DIR", help="asv's results folder (default "
-                        "$PLP_BENCH_TRENDS/results, else .asv/results)")
+    asv_results.add_results_option(parser)
     parser.add_argument("--config", default="asv.conf.json", metavar="FILE",
                         help="the asv configuration whose regressions_thresholds hold the "
                         "noise model's thresholds (default asv.conf.json)")
@@ -45,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, streams: Streams) -> int:
-    results = Path(args.results or default_results_dir())
+    results = Path(args.results or asv_results.default_results_dir())
     base = resolve_revision(args.base, option="base")
     head = resolve_revision(args.head, option="head")
     thresholds = asv_results.Thresholds.load(args.config)

@@ -31,7 +31,6 @@ from ..core.tables import Column, TableData, to_rich
 from ..report import asv_results, noise_model
 from ..report.record_sources import resolve_revision
 from .common import Streams
-from .compare import default_results_dir
 
 MAX_ROUNDS = 50
 DEFAULT_MODEL = "benchmarks/noise-model.json"
@@ -48,8 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--commit", action="append", metavar="REV",
                         help="read rounds already measured for this commit instead of "
                         "running asv (repeatable; commits with the same package)")
-    parser.add_argument("--results", metavar="DIR", help="asv's results folder (default "
-                        "$PLP_BENCH_TRENDS/results, else .asv/results)")
+    asv_results.add_results_option(parser)
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="FILE",
                         help=f"where the model is written (default {DEFAULT_MODEL})")
     parser.add_argument("--config", default="asv.conf.json", metavar="FILE",
@@ -84,7 +82,7 @@ def run_rounds(rounds: int, bench: str | None, streams: Streams) -> tuple[str, l
 
 
 def handle(args: argparse.Namespace, streams: Streams) -> int:
-    results = Path(args.results or default_results_dir())
+    results = Path(args.results or asv_results.default_results_dir())
     if args.commit:
         commits = [resolve_revision(rev, option="--commit") for rev in args.commit]
         machines = None
@@ -111,7 +109,7 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
             labels.append(f"{machine}/{commit[:12]}")
             # read rounds: one machine name is one asv continuous, its commits measured
             # together; run rounds: all of one commit, measured one after the other
-            groups.append(hash(machine) if machines is None else 0)
+            groups.append(machine if machines is None else "")
     model = noise_model.build(measurements, labels, groups)
     if args.markdown:
         print(noise_model.markdown(model))

@@ -39,16 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "OUT/<commit>/index.html and the index of every commit OUT/index.html")
     parser.add_argument("--out", default="reports", metavar="DIR",
                         help="where --html writes (default reports)")
-    parser.add_argument("--asv-results", default=".asv/results", metavar="DIR",
-                        help="asv's results folder, read for the commit's own asv values "
-                        "(default .asv/results)")
+    asv_results.add_results_option(parser, "--asv-results")
     parser.set_defaults(handle=handle)
 
 
 def handle(args: argparse.Namespace, streams: Streams) -> int:
     return report(args.folder, workloads=args.workload, compare=args.compare, html=args.html,
-                  out_dir=args.out, asv_dir=args.asv_results, out=streams.out,
-                  err=streams.err)
+                  out_dir=args.out,
+                  asv_dir=args.asv_results or asv_results.default_results_dir(),
+                  out=streams.out, err=streams.err)
 
 
 

@@ -12,9 +12,11 @@ and the largest threshold wins.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,19 @@ from pathlib import Path
 from ..core.config import ConfigError
 
 DEFAULT_THRESHOLD = 0.05  # asv's own default
+
+
+def default_results_dir() -> str:
+    """asv's results folder: ``$PLP_BENCH_TRENDS/results`` where a folder of trends is set
+    (``.ci/run`` keeps asv's results there), else ``.asv/results`` (``asv.conf.json``'s)."""
+    trends = os.environ.get("PLP_BENCH_TRENDS")
+    return str(Path(trends) / "results") if trends else ".asv/results"
+
+
+def add_results_option(parser: argparse.ArgumentParser, flag: str = "--results") -> None:
+    """The command-line option naming asv's results folder (see :func:`default_results_dir`)."""
+    parser.add_argument(flag, metavar="DIR", help="asv's results folder (default "
+                        "$PLP_BENCH_TRENDS/results, else .asv/results)")
 
 
 @dataclass(frozen=True)

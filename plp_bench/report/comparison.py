@@ -21,7 +21,6 @@ by chance within the noise of its own samples.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -91,6 +90,3 @@ def decide(before: Measured | None, now: Measured | None, threshold: float,
         return None
     return direction
 
-
-def measured(value: float, samples: Sequence[float] | None = None) -> Measured:
-    return Measured(float(value), None if samples is None else tuple(float(s) for s in samples))

@@ -30,7 +30,7 @@ import math
 import re
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -130,10 +130,10 @@ def _ceil_percent(value: float) -> float:
 
 
 def build(measurements: Sequence[Sequence[AsvValue]], labels: Sequence[str],
-          groups: Sequence[int] | None = None) -> NoiseModel:
+          groups: Sequence[Hashable] | None = None) -> NoiseModel:
     """The model of repeated measurements of one package (each a list of asv values).
 
-    ``groups`` (one number per measurement) says which measurements were taken together, as
+    ``groups`` (one key per measurement) says which measurements were taken together, as
     the two sides of one comparison are (both commits of one ``asv continuous``; a commit and
     its parent in one CI job): spreads and deviations are then taken within each group, the
     noise a comparison sees, not the drift between days. Without groups, all measurements
@@ -141,7 +141,7 @@ def build(measurements: Sequence[Sequence[AsvValue]], labels: Sequence[str],
     if len(measurements) < 2:
         raise ConfigError("a noise model needs at least two measurements of the same package; "
                           f"got {len(measurements)}", path=("measurements",))
-    groups = list(groups) if groups is not None else [0] * len(measurements)
+    groups = list(groups) if groups is not None else [None] * len(measurements)
     if len(groups) != len(measurements):
         raise ValueError("one group per measurement")
     by_point: dict[str, dict[tuple, list[AsvValue]]] = defaultdict(lambda: defaultdict(list))
