@@ -30,7 +30,7 @@ from .common import (
     harness,
     memo_per_run,
 )
-from .costs import StepBench, named_method
+from .costs import StepBench, fresh_pair, named_method
 from .sampling import interleaved_ratios, one_thread, sampled
 
 # the step cost is measured for each of the size's (workload, method) pairs (68 at the ci
@@ -55,7 +55,8 @@ def step_cost_in_sgd_steps(workload_name: str, method_name: str) -> list[float]:
         reference = StepBench.on_workload(named_method("sgd"), workload, dataset)
         for bench in (method, reference):
             bench.steps()  # allocate state outside the timing
-        return interleaved_ratios(method.steps, reference.steps, budget=COST_BUDGET_SECONDS)
+        method.past_jumps()
+        return interleaved_ratios(fresh_pair(method, reference), budget=COST_BUDGET_SECONDS)
 
     return memo_per_run(f"step-cost-{workload_name}-{method_name}", measure)
 

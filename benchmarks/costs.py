@@ -9,8 +9,9 @@ cycles of it, and :func:`held_bytes` counts the tensors a method keeps. The ``st
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -28,6 +29,9 @@ PARAMETER_SETS: dict[str, tuple[str, int, tuple[int, ...]]] = {
 
 # Steps per measured call: PLP's cycle, so its amortised cost is what is timed.
 STEPS_PER_CALL = 3
+# A jump method is stepped past jumps scheduled up to here before it is timed (the registry's
+# and the workloads' jump at steps 30, 40 and 50); later jumps are too far to reach.
+JUMP_HORIZON = 200
 
 
 def _model(name: str, seed: int, device: torch.device) -> torch.nn.Module:
@@ -55,15 +59,14 @@ def _keep_gradients():
     return None
 
 
-def _training_closure(model: torch.nn.Module, name: str, batch_size: int, seed: int,
-                      optimizer: Any) -> Callable[[], torch.Tensor]:
-    """Forward and backward of ``model`` on one fixed random batch."""
+def _random_batch(name: str, batch_size: int, seed: int,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One fixed random batch for parameter set ``name``'s model."""
     _, classes, shape = PARAMETER_SETS[name]
     generator = torch.Generator().manual_seed(seed + 2)
-    device = next(model.parameters()).device
     x = torch.randn((batch_size, *shape), generator=generator).to(device)
     y = torch.randint(0, classes, (batch_size,), generator=generator).to(device)
-    return _batch_closure(model, x, y, optimizer)
+    return x, y
 
 
 def _batch_closure(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -93,6 +96,8 @@ class StepBench:
     closure: Callable[[], Any]
     step_count: int = 0
     device: torch.device = torch.device("cpu")
+    model: torch.nn.Module | None = None  # whole training steps: the model and its batch
+    batch: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
     def build(cls, method: Any, parameters: str, *, batch_size: int | None = None,
@@ -105,16 +110,18 @@ class StepBench:
 
             from plp_bench.methods import build_method
         device = torch.device(device)
+        model = batch = None
         if batch_size is None:
             params = parameter_set(parameters, seed, device)
         else:
             model = _model(parameters, seed, device)
             params = list(model.parameters())
+            batch = _random_batch(parameters, batch_size, seed, device)
         built = build_method(method, params, tuned={})
-        closure = (_keep_gradients if batch_size is None
-                   else _training_closure(model, parameters, batch_size, seed, built.optimizer))
+        closure = (_keep_gradients if batch is None
+                   else _batch_closure(model, *batch, built.optimizer))
         return cls(built.optimizer, ScheduleRunner(built.optimizer, built.schedules, total_steps),
-                   params, closure, device=device)
+                   params, closure, device=device, model=model, batch=batch)
 
     @classmethod
     def on_workload(cls, method: Any, workload: Any, dataset: Any, *,
@@ -132,11 +139,42 @@ class StepBench:
                               input_shape=dataset.input_shape, **workload.model_options)
         params = list(model.parameters())
         built = build_method(method, params, tuned=workload.optimizers)
-        batch = slice(0, workload.batch_size)
-        closure = _batch_closure(model, dataset.x_train[batch], dataset.y_train[batch],
-                                 built.optimizer)
+        first = slice(0, workload.batch_size)
+        batch = (dataset.x_train[first], dataset.y_train[first])
+        closure = _batch_closure(model, *batch, built.optimizer)
         return cls(built.optimizer, ScheduleRunner(built.optimizer, built.schedules, 10_000),
-                   params, closure)
+                   params, closure, model=model, batch=batch)
+
+    def fresh_copy(self) -> StepBench:
+        """The same bench, at the same step, on newly allocated memory: parameters, gradients,
+        optimizer state, schedules and model copied together (one ``deepcopy``, so what
+        shared a tensor still does). What a timing sample runs on (see
+        :mod:`benchmarks.sampling`: where tensors lie moves a memory-bound step's time)."""
+        optimizer, schedules, params, model = copy.deepcopy(
+            (self.optimizer, self.schedules, self.params, self.model))
+        if self.batch is None:
+            for new, old in zip(params, self.params, strict=True):
+                # a Parameter's deepcopy leaves its gradient behind
+                new.grad = None if old.grad is None else old.grad.clone()
+            closure = _keep_gradients
+        else:
+            closure = _batch_closure(model, *self.batch, optimizer)
+        return replace(self, optimizer=optimizer, schedules=schedules, params=params,
+                       closure=closure, model=model)
+
+    def past_jumps(self) -> None:
+        """Step past every weight jump scheduled within ``JUMP_HORIZON`` steps, and the weight
+        copies those jumps read, so that the steps timed next are a jump method's steady
+        state. (A wrapper with a jump schedule is found by its ``schedule.jump_steps``.)"""
+        optimizer, scheduled = self.optimizer, []
+        for _ in range(8):  # wrappers nest a few deep
+            scheduled += list(getattr(getattr(optimizer, "schedule", None), "jump_steps", ()))
+            optimizer = getattr(optimizer, "optimizer", None)
+            if optimizer is None:
+                break
+        reachable = [step for step in scheduled if step <= JUMP_HORIZON]
+        if reachable and max(reachable) >= self.step_count:
+            self.steps(max(reachable) + 1 - self.step_count)
 
     def steps(self, count: int = STEPS_PER_CALL) -> None:
         for _ in range(count):
@@ -145,6 +183,19 @@ class StepBench:
             self.step_count += 1
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def fresh_pair(work: StepBench, reference: StepBench,
+               steps: int = STEPS_PER_CALL) -> Callable[[], tuple[Callable, Callable]]:
+    """For each timing sample, fresh copies of two benches (:meth:`StepBench.fresh_copy`) as a
+    pair of calls of ``steps`` steps each: what :func:`benchmarks.sampling.interleaved_ratios`
+    takes."""
+
+    def make() -> tuple[Callable, Callable]:
+        work_copy, reference_copy = work.fresh_copy(), reference.fresh_copy()
+        return (lambda: work_copy.steps(steps)), (lambda: reference_copy.steps(steps))
+
+    return make
 
 
 def named_method(name: str) -> Any:

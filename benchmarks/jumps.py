@@ -1,25 +1,26 @@
 """Cost of one weight jump (Introspection and the paper's fit and noise baselines).
 
 A jump runs the method's predictor over every weight of a backbone's parameter set (one
-batched pass over the flattened weights, in blocks). ``JumpTime.time_jump`` is its wall time;
-``track_jump_cost_in_steps`` is that time over one step of the bare base optimizer on the same
-parameters: how many optimizer steps a jump is worth in time. Its samples pair one jump with
-``REFERENCE_STEPS`` optimizer steps (a single step of the MLP lasts microseconds, too short to
-time against a jump), timed in alternation on one thread (:mod:`benchmarks.sampling`). The
-memory the jumps hold (copies of the weights at the steps later jumps read) is in each run
-record's ``details``.
+batched pass over the flattened weights, in blocks). ``JumpTime.track_jump_seconds`` is its
+wall time; ``track_jump_cost_in_steps`` is that time over one step of the bare base optimizer
+on the same parameters: how many optimizer steps a jump is worth in time. Its samples pair one
+jump with ``REFERENCE_STEPS`` optimizer steps (a single step of the MLP lasts microseconds,
+too short to time against a jump), timed in alternation on one thread, each sample on fresh
+copies of the weights (:mod:`benchmarks.sampling`). The memory the jumps hold (copies of the
+weights at the steps later jumps read) is in each run record's ``details``.
 """
 
 import torch
 
-from .common import current_size, harness
+from .common import current_size, harness, require_absolute_times
 from .costs import StepBench, bare, named_method, parameter_set
-from .sampling import interleaved_ratios, one_thread, sampled
+from .sampling import BUDGET_SECONDS, call_seconds, interleaved_ratios, one_thread, sampled
 
 SIZE = current_size()
 JUMP_STEP = 5000
 REFERENCE_STEPS = 10
-# a ResNet18 jump lasts about a second: one call per side in each of 8 samples
+# as many calls a side as fit twice the usual budget: one for a ResNet18 jump (about a second),
+# 7 for the MLP's (a fifth of a millisecond)
 JUMP_SAMPLES = 8
 
 
@@ -28,7 +29,7 @@ class _Jump:
 
     param_names = ["parameters", "method"]
     timeout = 600
-    version = 1
+    version = 2
 
     def setup(self, parameters, method):
         one_thread()
@@ -45,21 +46,31 @@ class _Jump:
         drift = torch.randn(flat.shape, generator=generator) * 1e-3
         columns = [flat + k * drift for k in (0.0, 0.4, 0.7, 1.0)]
         steps = history_steps(JUMP_STEP)
-        self.jump = lambda: predict_flat(jumps.predictor, columns, steps, jumps.chunk_size)
+
+        def fresh_jump():
+            copies = [column.clone() for column in columns]
+            return lambda: predict_flat(jumps.predictor, copies, steps, jumps.chunk_size)
+
+        self.fresh_jump = fresh_jump
         self.reference = StepBench.build(bare(config), parameters)
         self.reference.steps(1)
 
 
 class JumpTime(_Jump):
-    """The wall time of one jump; CI times it on the MLP (JumpCost watches ResNet18 too)."""
-
     params = [SIZE.secondary_sets, SIZE.jump_methods]
-    # two processes of 3 to 5 samples: asv's test needs samples on both sides
-    rounds = 2
-    repeat = (3, 5, 10.0)
 
-    def time_jump(self, parameters, method):
-        self.jump()
+    def setup(self, parameters, method):
+        require_absolute_times()
+        super().setup(parameters, method)
+
+    def track_jump_seconds(self, parameters, method):
+        """Wall seconds of one jump, each sample the lower quartile of a fresh copy's jumps,
+        spread over the measurement (:func:`benchmarks.sampling.call_seconds`); an absolute
+        time (``JumpCost`` is the load-robust view). CI times it on the MLP; ``JumpCost`` watches
+        ResNet18 too."""
+        return sampled(call_seconds(self.fresh_jump, budget=2.0))
+
+    track_jump_seconds.unit = "seconds"
 
 
 class JumpCost(_Jump):
@@ -68,8 +79,12 @@ class JumpCost(_Jump):
     def track_jump_cost_in_steps(self, parameters, method):
         """A jump's cost in optimizer steps: the time of one jump over the time of one step of
         the bare optimizer on the same parameters, with samples."""
-        ratios = interleaved_ratios(self.jump, lambda: self.reference.steps(REFERENCE_STEPS),
-                                    samples=JUMP_SAMPLES, calls=1)
+        def fresh_pair():
+            reference = self.reference.fresh_copy()
+            return self.fresh_jump(), lambda: reference.steps(REFERENCE_STEPS)
+
+        ratios = interleaved_ratios(fresh_pair, samples=JUMP_SAMPLES, least=1,
+                                    budget=2 * BUDGET_SECONDS)
         return sampled([REFERENCE_STEPS * r for r in ratios])
 
     track_jump_cost_in_steps.unit = "steps"

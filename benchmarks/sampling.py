@@ -1,26 +1,36 @@
 """Timings the machine's load cancels out of, returned to asv with their samples.
 
-Three rules, each measured on the 2-core CPU machine before it was chosen (see the README,
+Four rules, each measured on the 2-core CPU machine before it was chosen (see the README,
 "Comparing commits"):
 
-* **One thread.** Every suite runs torch on one thread (:func:`one_thread`, applied when the
-  suites are imported). Two intra-op threads on two cores wait for each other whenever a
-  neighbour holds one core; one thread keeps the other core's load out of the timing.
+* **One thread.** Every suite runs torch, and the OpenBLAS under NumPy and SciPy, on one
+  thread (:func:`one_thread`, applied when the suites are imported). Two threads on two cores
+  wait for each other whenever a neighbour holds one core; one thread keeps the other core's
+  load out of the timing.
 * **Paired, interleaved timings.** A cost is the ratio of the measured call to a reference call
   (the bare optimizer, the hand-written loop, SGD's step on the same model), the two timed call
   by call in alternation in one process. A slower machine, a busy neighbour or a frequency
   change moves both sides of the ratio together. Within a sample each side is summarised by
   its median over the alternations (robust to the odd preempted call); the sample is the
   ratio of the two medians.
+* **Every sample on fresh memory.** Where the tensors lie decides a memory-bound update's
+  speed: one pair of ResNet18 optimizers, built once, kept its PLP/SGD ratio within 1% for a
+  minute (1.24 to 1.27), while each new build settled on its own level (1.10 to 1.34 over six
+  builds). Timing one build for every sample hides that spread from the test and moves the
+  median from one run to the next. So every sample is timed on a fresh copy of the work
+  (:func:`interleaved_ratios` and :func:`call_seconds` take a factory): the samples carry the
+  spread of placements, their median averages over twelve of them, and the confidence
+  interval says how well.
 * **Samples, not one number.** A ``track_`` benchmark that returns ``{"samples": [...],
   "number": 1}`` is stored by asv as a timing result: asv keeps the median and a 99%
   confidence interval of it, and ``asv compare``/``asv continuous`` call a change only when
-  the intervals of the two commits do not overlap (``asv._stats.is_different``) and the
-  medians differ by more than ``--factor``. The same samples feed
-  ``plp-bench compare``'s own test (:mod:`plp_bench.report.comparison`).
+  the samples of the two commits differ (``asv._stats.is_different``) and the medians differ
+  by more than ``--factor``. The same samples feed ``plp-bench compare``'s own test
+  (:mod:`plp_bench.report.comparison`).
 
 The garbage collector is off while a sample is timed (as in :mod:`timeit`), so a collection
-triggered by one side is not charged to it.
+triggered by one side is not charged to it; it runs between samples, when the last copy is
+dropped.
 """
 
 from __future__ import annotations
@@ -33,22 +43,28 @@ from contextlib import contextmanager
 from typing import Any
 
 # Samples per tracked timing, and calls per side within one sample. With 12 samples the 99%
-# confidence interval of the median is the 2nd to 11th order statistic; the between-process
-# spread of the median of 12 interleaved PLP/SGD update ratios (8 calls a side) was 1% (MLP)
-# to 1.5% (ResNet18) quiet and 4% (ResNet18) with a busy second core. Calls per side are
-# as many as fit BUDGET_SECONDS, between MIN_CALLS and MAX_CALLS: the MLP's sub-millisecond
-# calls get 7, a ResNet18's 50 ms calls 3.
+# confidence interval of the median is the 2nd to 11th order statistic. Calls per side are as
+# many as fit BUDGET_SECONDS, between MIN_CALLS and MAX_CALLS: the MLP's sub-millisecond calls
+# get 7, a ResNet18's 50 ms calls 3.
 SAMPLES = 12
 MIN_CALLS = 3
 MAX_CALLS = 7
 BUDGET_SECONDS = 3.0
 
+Pair = tuple[Callable[[], Any], Callable[[], Any]]
+
 
 def one_thread() -> None:
-    """Run torch's intra-op work on one thread (see the module)."""
+    """Run torch's intra-op work, and the BLAS under NumPy and SciPy (the ODE solver's LU
+    factorisations), on one thread (see the module)."""
     import torch
 
     torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # scikit-learn brings it; without it the BLAS keeps its threads
+        return
+    threadpool_limits(limits=1)
 
 
 def sampled(values: Sequence[float]) -> dict[str, Any]:
@@ -86,33 +102,78 @@ def seconds(call: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def calls_within(budget: float, samples: int, pair_seconds: float) -> int:
+def calls_within(budget: float, samples: int, pair_seconds: float,
+                 least: int = MIN_CALLS) -> int:
     """Calls per side that fit ``budget`` seconds for ``samples`` samples of pairs lasting
-    ``pair_seconds``, between ``MIN_CALLS`` and ``MAX_CALLS``."""
+    ``pair_seconds``, between ``least`` and ``MAX_CALLS``."""
     fitting = int(budget / (samples * max(pair_seconds, 1e-9)))
-    return max(MIN_CALLS, min(MAX_CALLS, fitting))
+    return max(least, min(MAX_CALLS, fitting))
 
 
-def interleaved_ratios(work: Callable[[], Any], reference: Callable[[], Any], *,
-                       samples: int = SAMPLES, calls: int | None = None,
-                       budget: float = BUDGET_SECONDS) -> list[float]:
-    """``samples`` ratios time(work) / time(reference). Within a sample the two are called
-    ``calls`` times each in alternation (by default as many as fit the budget, from one
-    discarded probing call of each); each side is its median call, so that a call a
-    neighbour preempted does not move the sample."""
-    ratios = []
+def _fresh_samples(fresh: Callable[[], Any], samples: int,
+                   measure: Callable[[Any], float]) -> list[float]:
+    """``measure(fresh())`` for each of ``samples`` fresh copies, with the collector
+    off while measuring and run between copies (a dropped copy may hold reference cycles)."""
+    values = []
     with collector_off():
-        # one discarded pair first: a first call pays for allocations the others reuse
-        probe = seconds(work) + seconds(reference)
-        if calls is None:
-            calls = calls_within(budget, samples, probe)
         for _ in range(samples):
-            worked, referenced = [], []
-            for _ in range(calls):
-                worked.append(seconds(work))
-                referenced.append(seconds(reference))
-            ratios.append(statistics.median(worked) / statistics.median(referenced))
-    return ratios
+            made = fresh()
+            values.append(float(measure(made)))
+            del made
+            gc.collect(0)  # with the collector off, everything the copy made is still young
+    return values
+
+
+def interleaved_ratios(fresh_pair: Callable[[], Pair], *, samples: int = SAMPLES,
+                       calls: int | None = None, budget: float = BUDGET_SECONDS,
+                       least: int = MIN_CALLS) -> list[float]:
+    """``samples`` ratios time(work) / time(reference), each on a fresh ``(work, reference)
+    = fresh_pair()``. Within a sample the two are called ``calls`` times each in alternation
+    after one discarded pair (a first call on new memory pays its page faults; skipped where
+    a side is called once, as a weight jump is: long enough to outweigh them). By default
+    ``calls`` is as many as fit the budget, judged from the first sample's discarded pair, and
+    at least ``least``. Each side is its median call, so that a call a neighbour preempted does
+    not move the sample."""
+    chosen = [calls]
+
+    def ratio(pair: Pair) -> float:
+        work, reference = pair
+        if chosen[0] is None:
+            chosen[0] = calls_within(budget, samples, seconds(work) + seconds(reference), least)
+        elif chosen[0] > 1:  # a single call a side (a jump: a second) is long enough alone
+            seconds(work), seconds(reference)
+        worked, referenced = [], []
+        for _ in range(chosen[0]):
+            worked.append(seconds(work))
+            referenced.append(seconds(reference))
+        return statistics.median(worked) / statistics.median(referenced)
+
+    return _fresh_samples(fresh_pair, samples, ratio)
+
+
+def call_seconds(fresh_work: Callable[[], Callable[[], Any]], *, samples: int = SAMPLES,
+                 budget: float = BUDGET_SECONDS, max_calls: int = 100) -> list[float]:
+    """``samples`` wall times of one call at the host's full speed: each sample is one fresh
+    ``work = fresh_work()``, all of them called in turn (round robin, after one discarded
+    call each) as many rounds as fit ``budget`` (at least ``MIN_CALLS``, at most
+    ``max_calls``), and a sample's value is the lower quartile of its calls.
+
+    An absolute time has no reference to cancel the load against. Measured on the 2-core
+    machine: a fifth of 24 ms windows ran 1.3x to 2.5x slower with no steal time and the
+    thread on the CPU throughout (the host's other guests), in spells of up to seconds. Round
+    robin spreads every sample's calls over the whole measurement, so a spell reaches all
+    samples alike and only a part of each; the lower quartile then reads the calls it did
+    not reach."""
+    with collector_off():
+        works = [fresh_work() for _ in range(samples)]
+        probe = min(seconds(work) for work in works)  # discarded: first calls on new memory
+        fitting = int(budget / (samples * max(probe, 1e-9)))
+        rounds = max(MIN_CALLS, min(max_calls, fitting))
+        calls: list[list[float]] = [[] for _ in works]
+        for _ in range(rounds):
+            for timed, work in zip(calls, works, strict=True):
+                timed.append(seconds(work))
+    return [statistics.quantiles(timed, n=4, method="inclusive")[0] for timed in calls]
 
 
 def repeated(measure: Callable[[], float], samples: int = SAMPLES) -> list[float]:

@@ -3,8 +3,8 @@
 Parameters are those of a small MLP, a CIFAR ResNet18 and a CIFAR VGG16. Each timed call is
 one PLP cycle (3 steps), so PLP's amortised cost is what is timed. Two views of the time:
 
-* the update alone, on synthetic gradients (``time_update``, ``track_update_time_ratio``):
-  what the method itself costs;
+* the update alone, on synthetic gradients (``track_update_seconds``,
+  ``track_update_time_ratio``): what the method itself costs;
 * whole training steps, forward and backward on a fixed random batch included
   (``track_training_step_ratio``): what the method costs a training run.
 
@@ -15,56 +15,62 @@ VGG16 parameters with the compiled kernel (``plp-compiled``; the multi-tensor pa
 ``plp-1n`` (one buffer per parameter, the path over other optimizers) is measured beside them.
 Every ratio is the method over its bare base optimizer (same hyperparameters, no wrappers or
 schedules), timed call by call in alternation on one thread in one process and returned with
-its samples (:mod:`benchmarks.sampling`), so the machine's load cancels out of it and asv
-decides a change on the samples.
+its samples, each on fresh copies of the two (:mod:`benchmarks.sampling`), so the machine's
+load cancels out of it and asv decides a change on the samples. A jump method is measured
+past its jumps (:meth:`benchmarks.costs.StepBench.past_jumps`): its steps between jumps are
+what it costs a step; a jump's own cost is the ``jumps`` suite's.
 
 The ``...Cuda`` classes measure the same on a CUDA device, over the CIFAR backbones (ResNet18,
 VGG16, GoogLeNet) and, for whole steps, batches of 128; they are skipped where there is none.
 """
 
-from .common import CIFAR_PARAMETER_SETS, current_size, require_device
-from .costs import StepBench, bare, held_bytes, named_method, parameter_bytes
-from .sampling import interleaved_ratios, one_thread, sampled
+from .common import CIFAR_PARAMETER_SETS, current_size, require_absolute_times, require_device
+from .costs import StepBench, bare, fresh_pair, held_bytes, named_method, parameter_bytes
+from .sampling import call_seconds, interleaved_ratios, one_thread, sampled
 
 TRAINING_BATCH = 32
 CUDA_TRAINING_BATCH = 128
 SIZE = current_size()
 
 
-def warmed_pair(method: str, parameters: str, batch_size=None,
-                device: str = "cpu") -> tuple[StepBench, StepBench]:
+def warmed_pair(method: str, parameters: str, batch_size=None, device: str = "cpu",
+                steady: bool = True) -> tuple[StepBench, StepBench]:
     """The method and its bare optimizer over the same parameter set, each stepped once so
-    that state is allocated before anything is timed."""
+    that state is allocated before anything is timed; ``steady``: the method past its jumps
+    too."""
     config = named_method(method)
     pair = (StepBench.build(config, parameters, batch_size=batch_size, device=device),
             StepBench.build(bare(config), parameters, batch_size=batch_size, device=device))
     for bench in pair:
         bench.steps()
+    if steady:
+        pair[0].past_jumps()
     return pair
 
 
 class UpdateTime:
-    """Wall time of one PLP cycle's worth of the method's update (3 steps) on synthetic
-    gradients, one thread: asv's own samples over two processes decide a change."""
-
     params = [SIZE.secondary_sets, SIZE.stepped_methods]
     param_names = ["parameters", "method"]
     timeout = 300
-    version = 1
+    version = 2
     device = "cpu"
-    # two processes of 4 to 6 samples each: asv's test needs samples from both sides, and the
-    # second process brings the between-process spread into them
-    rounds = 2
-    repeat = (4, 6, 10.0)
 
     def setup(self, parameters, method):
         require_device(self.device)
+        require_absolute_times()
         one_thread()
         self.bench = StepBench.build(named_method(method), parameters, device=self.device)
         self.bench.steps()  # allocate state outside the timing
+        self.bench.past_jumps()
 
-    def time_update(self, parameters, method):
-        self.bench.steps()
+    def track_update_seconds(self, parameters, method):
+        """Wall seconds of one PLP cycle's worth of the method's update (3 steps) on synthetic
+        gradients, one thread: each sample the lower quartile of a fresh copy's calls, spread
+        over the measurement (:func:`benchmarks.sampling.call_seconds`). An absolute time, so
+        the machine's speed is in it; ``UpdateOverhead``'s ratios cancel it."""
+        return sampled(call_seconds(lambda: self.bench.fresh_copy().steps, budget=2.0))
+
+    track_update_seconds.unit = "seconds"
 
 
 class _WarmedPair:
@@ -73,13 +79,15 @@ class _WarmedPair:
 
     param_names = ["parameters", "method"]
     timeout = 600
-    version = 1
+    version = 2
     device = "cpu"
+    steady = True
 
     def setup(self, parameters, method):
         require_device(self.device)
         one_thread()
-        self.method, self.reference = warmed_pair(method, parameters, device=self.device)
+        self.method, self.reference = warmed_pair(method, parameters, device=self.device,
+                                                  steady=self.steady)
 
 
 class UpdateOverhead(_WarmedPair):
@@ -88,7 +96,7 @@ class UpdateOverhead(_WarmedPair):
     def track_update_time_ratio(self, parameters, method):
         """The method's update cost: the time of its update over its bare optimizer's on the
         same parameters and gradients (1.0: costs nothing extra), with samples."""
-        return sampled(interleaved_ratios(self.method.steps, self.reference.steps))
+        return sampled(interleaved_ratios(fresh_pair(self.method, self.reference)))
 
     track_update_time_ratio.unit = "ratio"
 
@@ -98,6 +106,8 @@ class HeldMemory(_WarmedPair):
     parameter-sized buffers, the same on every parameter set, so CI measures it on the MLP."""
 
     params = [SIZE.secondary_sets, SIZE.composed_methods]
+    version = 1
+    steady = False  # a jump method holds its copies before its jumps, not after
 
     def track_extra_memory_ratio(self, parameters, method):
         extra = (held_bytes(self.method.optimizer, self.method.params)
@@ -111,7 +121,7 @@ class TrainingStepOverhead:
     params = [SIZE.training_step_sets, SIZE.composed_methods]
     param_names = ["parameters", "method"]
     timeout = 900
-    version = 1
+    version = 2
     device = "cpu"
     batch_size = TRAINING_BATCH
 
@@ -124,7 +134,7 @@ class TrainingStepOverhead:
     def track_training_step_ratio(self, parameters, method):
         """The method's cost to a training run: the time of a whole training step (forward,
         backward, update) over the bare optimizer's, with samples."""
-        return sampled(interleaved_ratios(self.method.steps, self.reference.steps))
+        return sampled(interleaved_ratios(fresh_pair(self.method, self.reference)))
 
     track_training_step_ratio.unit = "ratio"
 

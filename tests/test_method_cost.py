@@ -46,11 +46,17 @@ def test_synthetic_and_training_steps_move_the_weights():
     assert all(p.grad is not None for p in parameter_set("mlp"))
 
 
-def test_the_step_cost_suite_runs():
+def test_the_step_cost_suite_runs(monkeypatch):
     assert bare(get_method("plp-adam")).optimizer == "adam" and not bare(get_method("plp")).wrappers
     timing = UpdateTime()
+    monkeypatch.setenv("PLP_BENCH_SIZE", "ci")
+    with pytest.raises(NotImplementedError, match="absolute times are not measured at the ci"):
+        timing.setup("mlp", "plp")  # skipped: the ci size compares ratios only
+    monkeypatch.setenv("PLP_BENCH_SIZE", "smoke")
     timing.setup("mlp", "plp")
-    timing.time_update("mlp", "plp")
+    seconds = timing.track_update_seconds("mlp", "plp")
+    assert seconds["number"] == 1 and len(sample_values(seconds)) == SAMPLES
+    assert all(0 < s < 1 for s in sample_values(seconds))
     overhead = UpdateOverhead()
     overhead.setup("mlp", "plp")
     ratio = overhead.track_update_time_ratio("mlp", "plp")

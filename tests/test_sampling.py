@@ -36,17 +36,24 @@ def test_each_sample_is_a_ratio_of_median_calls_in_alternation(monkeypatch):
         order.append("r")
         clock.now += 0.001
 
-    ratios = sampling.interleaved_ratios(work, reference, samples=5, calls=7)
+    made = []
+
+    def fresh_pair():
+        made.append(len(order))
+        return work, reference
+
+    ratios = sampling.interleaved_ratios(fresh_pair, samples=5, calls=7)
     assert ratios == [pytest.approx(2.0)] * 5
-    assert order == ["w", "r"] * 36  # a discarded probing pair, then 5 samples of 7 pairs
+    # each sample: a fresh pair, its discarded probing pair, then 7 pairs in alternation
+    assert order == ["w", "r"] * 40 and made == [0, 16, 32, 48, 64]
 
 
 def test_the_collector_is_off_while_timing_and_restored_after():
     seen = []
     assert gc.isenabled()
-    sampling.interleaved_ratios(lambda: seen.append(gc.isenabled()), lambda: None,
-                                samples=2, calls=2)
-    assert seen == [False] * 5 and gc.isenabled()
+    pair = (lambda: seen.append(gc.isenabled()), lambda: None)
+    sampling.interleaved_ratios(lambda: pair, samples=2, calls=2)
+    assert seen == [False] * 6 and gc.isenabled()
 
 
 def test_sampled_values_are_what_asv_stores_as_a_timing():
@@ -95,5 +102,99 @@ def test_calls_per_side_fit_the_budget_within_bounds(monkeypatch):
     def reference():
         clock.now += 0.01
 
-    sampling.interleaved_ratios(work, reference, samples=12)
-    assert count["work"] == 1 + 12 * sampling.calls_within(sampling.BUDGET_SECONDS, 12, 0.06)
+    sampling.interleaved_ratios(lambda: (work, reference), samples=12)
+    calls = sampling.calls_within(sampling.BUDGET_SECONDS, 12, 0.06)
+    assert count["work"] == 12 * (1 + calls)
+
+
+def test_absolute_times_are_lower_quartiles_of_fresh_copies_called_in_turn(monkeypatch):
+    clock = SteppedClock()
+    monkeypatch.setattr(sampling, "time", clock)
+    copies, order = [], []
+
+    def fresh_work():
+        copy = {"index": len(copies), "calls": 0}
+        copies.append(copy)
+
+        def work():
+            copy["calls"] += 1
+            order.append(copy["index"])
+            # copy i costs (i + 1) ms; the first call on a copy pays its page faults, and a
+            # slow spell of the host doubles every call of rounds 2 and 3
+            cost = 0.001 * (copy["index"] + 1)
+            if copy["calls"] == 1:
+                cost *= 10
+            elif copy["calls"] in (3, 4):
+                cost *= 2
+            clock.now += cost
+
+        return work
+
+    # the probe (a first call: 10 ms for copy 0) fits 8 rounds in the budget
+    values = sampling.call_seconds(fresh_work, samples=3, budget=3 * 8 * 0.010, max_calls=8)
+    assert values == [pytest.approx(0.001), pytest.approx(0.002), pytest.approx(0.003)]
+    assert [c["calls"] for c in copies] == [9, 9, 9]  # a discarded call, then 8 rounds
+    assert order[3:9] == [0, 1, 2, 0, 1, 2]  # in turn
+
+
+def test_a_fresh_copy_of_a_bench_steps_as_the_original_on_its_own_memory():
+    import torch
+
+    from benchmarks.costs import StepBench
+    from plp_bench.methods import get_method
+
+    for batch_size in (None, 8):
+        bench = StepBench.build(get_method("plp-adam"), "mlp", batch_size=batch_size)
+        bench.steps()
+        before = [p.detach().clone() for p in bench.params]
+        copy = bench.fresh_copy()
+        assert not {p.data_ptr() for p in copy.params} & {p.data_ptr() for p in bench.params}
+        copy.steps(6)
+        assert all(torch.equal(b, p) for b, p in zip(before, bench.params, strict=True))
+        bench.steps(6)
+        assert all(torch.equal(a, b) for a, b in zip(copy.params, bench.params, strict=True))
+        assert not all(torch.equal(a, b) for a, b in zip(before, copy.params, strict=True))
+
+
+def test_a_jump_method_is_timed_past_its_jumps():
+    from benchmarks.costs import JUMP_HORIZON, StepBench
+    from plp_bench.methods import get_method
+
+    bench = StepBench.build(get_method("jump-linear"), "mlp")
+    bench.steps()
+    bench.past_jumps()
+    assert bench.step_count == 51  # jumps at 30, 40 and 50
+    jumps = bench.optimizer
+    while not hasattr(jumps, "jumps"):
+        jumps = jumps.optimizer
+    assert [record.step for record in jumps.jumps] == [30, 40, 50]
+    assert JUMP_HORIZON >= 50
+    plain = StepBench.build(get_method("plp"), "mlp")
+    plain.past_jumps()
+    assert plain.step_count == 0
+
+
+def test_a_loops_cost_per_step_is_its_median_interval_between_optimizer_steps(monkeypatch):
+    import torch
+
+    from benchmarks import loop
+
+    clock = SteppedClock()
+    monkeypatch.setattr(loop, "time", clock)
+    weight = torch.nn.Parameter(torch.ones(2))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    costs = [0.002] * 9 + [0.5]  # a one-off cost (an evaluation) between two steps
+    with loop.StepIntervals() as intervals:
+        for cost in costs:
+            weight.grad = torch.ones(2)
+            optimizer.step()
+            clock.now += cost
+        optimizer.step()
+    outside = len(intervals.starts)
+    optimizer.step()  # the hook is gone once the block ends
+    assert outside == len(costs) + 1 == len(intervals.starts)
+    assert intervals.median() == pytest.approx(0.002)
+    with loop.StepIntervals() as idle:
+        optimizer.step()
+    with pytest.raises(RuntimeError, match="1 optimizer steps were seen"):
+        idle.median()
