@@ -165,14 +165,11 @@ class StepBench:
     def past_jumps(self) -> None:
         """Step past every weight jump scheduled within ``JUMP_HORIZON`` steps, and the weight
         copies those jumps read, so that the steps timed next are a jump method's steady
-        state. (A wrapper with a jump schedule is found by its ``schedule.jump_steps``.)"""
-        optimizer, scheduled = self.optimizer, []
-        for _ in range(8):  # wrappers nest a few deep
-            scheduled += list(getattr(getattr(optimizer, "schedule", None), "jump_steps", ()))
-            optimizer = getattr(optimizer, "optimizer", None)
-            if optimizer is None:
-                break
-        reachable = [step for step in scheduled if step <= JUMP_HORIZON]
+        state."""
+        jumps = jump_wrapper(self.optimizer)
+        if jumps is None:
+            return
+        reachable = [step for step in jumps.schedule.jump_steps if step <= JUMP_HORIZON]
         if reachable and max(reachable) >= self.step_count:
             self.steps(max(reachable) + 1 - self.step_count)
 
@@ -183,6 +180,19 @@ class StepBench:
             self.step_count += 1
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def jump_wrapper(optimizer: Any) -> Any:
+    """The weight-jump wrapper (``baselines.introspection.jumps.WeightJumps``) in a method's
+    chain of wrapped optimizers, or ``None``: found by its jump schedule, so that a method
+    without jumps needs nothing of the introspection package."""
+    for _ in range(8):  # wrappers nest a few deep
+        if hasattr(getattr(optimizer, "schedule", None), "jump_steps"):
+            return optimizer
+        optimizer = getattr(optimizer, "optimizer", None)
+        if optimizer is None:
+            return None
+    return None
 
 
 def fresh_pair(work: StepBench, reference: StepBench,

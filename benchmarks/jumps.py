@@ -13,7 +13,7 @@ weights at the steps later jumps read) is in each run record's ``details``.
 import torch
 
 from .common import current_size, harness, require_absolute_times
-from .costs import StepBench, bare, named_method, parameter_set
+from .costs import StepBench, bare, jump_wrapper, named_method, parameter_set
 from .sampling import BUDGET_SECONDS, call_seconds, interleaved_ratios, one_thread, sampled
 
 SIZE = current_size()
@@ -34,13 +34,11 @@ class _Jump:
     def setup(self, parameters, method):
         one_thread()
         with harness():
-            from baselines.introspection.jumps import WeightJumps, history_steps, predict_flat
+            from baselines.introspection.jumps import history_steps, predict_flat
             from plp_bench.methods import build_method
         config = named_method(method)
         params = parameter_set(parameters)
-        jumps = build_method(config, params, tuned={}).optimizer
-        while not isinstance(jumps, WeightJumps):
-            jumps = jumps.optimizer
+        jumps = jump_wrapper(build_method(config, params, tuned={}).optimizer)
         flat = torch.cat([p.detach().reshape(-1) for p in params])
         generator = torch.Generator().manual_seed(0)
         drift = torch.randn(flat.shape, generator=generator) * 1e-3
@@ -66,8 +64,7 @@ class JumpTime(_Jump):
     def track_jump_seconds(self, parameters, method):
         """Wall seconds of one jump, each sample the lower quartile of a fresh copy's jumps,
         spread over the measurement (:func:`benchmarks.sampling.call_seconds`); an absolute
-        time (``JumpCost`` is the load-robust view). CI times it on the MLP; ``JumpCost`` watches
-        ResNet18 too."""
+        time (``JumpCost`` is the load-robust view; the ``ci`` size skips this one)."""
         return sampled(call_seconds(self.fresh_jump, budget=2.0))
 
     track_jump_seconds.unit = "seconds"
@@ -79,11 +76,11 @@ class JumpCost(_Jump):
     def track_jump_cost_in_steps(self, parameters, method):
         """A jump's cost in optimizer steps: the time of one jump over the time of one step of
         the bare optimizer on the same parameters, with samples."""
-        def fresh_pair():
+        def jump_and_steps():
             reference = self.reference.fresh_copy()
             return self.fresh_jump(), lambda: reference.steps(REFERENCE_STEPS)
 
-        ratios = interleaved_ratios(fresh_pair, samples=JUMP_SAMPLES, least=1,
+        ratios = interleaved_ratios(jump_and_steps, samples=JUMP_SAMPLES, least=1,
                                     budget=2 * BUDGET_SECONDS)
         return sampled([REFERENCE_STEPS * r for r in ratios])
 

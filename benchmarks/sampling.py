@@ -134,16 +134,15 @@ def interleaved_ratios(fresh_pair: Callable[[], Pair], *, samples: int = SAMPLES
     ``calls`` is as many as fit the budget, judged from the first sample's discarded pair, and
     at least ``least``. Each side is its median call, so that a call a neighbour preempted does
     not move the sample."""
-    chosen = [calls]
-
     def ratio(pair: Pair) -> float:
+        nonlocal calls
         work, reference = pair
-        if chosen[0] is None:
-            chosen[0] = calls_within(budget, samples, seconds(work) + seconds(reference), least)
-        elif chosen[0] > 1:  # a single call a side (a jump: a second) is long enough alone
+        if calls is None:
+            calls = calls_within(budget, samples, seconds(work) + seconds(reference), least)
+        elif calls > 1:  # a single call a side (a jump: a second) is long enough alone
             seconds(work), seconds(reference)
         worked, referenced = [], []
-        for _ in range(chosen[0]):
+        for _ in range(calls):
             worked.append(seconds(work))
             referenced.append(seconds(reference))
         return statistics.median(worked) / statistics.median(referenced)

@@ -157,19 +157,20 @@ def test_a_fresh_copy_of_a_bench_steps_as_the_original_on_its_own_memory():
 
 
 def test_a_jump_method_is_timed_past_its_jumps():
-    from benchmarks.costs import JUMP_HORIZON, StepBench
+    from baselines.introspection.jumps import WeightJumps
+    from benchmarks.costs import JUMP_HORIZON, StepBench, jump_wrapper
     from plp_bench.methods import get_method
 
     bench = StepBench.build(get_method("jump-linear"), "mlp")
     bench.steps()
     bench.past_jumps()
     assert bench.step_count == 51  # jumps at 30, 40 and 50
-    jumps = bench.optimizer
-    while not hasattr(jumps, "jumps"):
-        jumps = jumps.optimizer
+    jumps = jump_wrapper(bench.optimizer)
+    assert isinstance(jumps, WeightJumps)
     assert [record.step for record in jumps.jumps] == [30, 40, 50]
     assert JUMP_HORIZON >= 50
     plain = StepBench.build(get_method("plp"), "mlp")
+    assert jump_wrapper(plain.optimizer) is None
     plain.past_jumps()
     assert plain.step_count == 0
 
