@@ -112,8 +112,15 @@ def compiled_last_update(params: list[torch.Tensor], grads: list[torch.Tensor],
     rate that changes does not recompile; a new set of parameter shapes does (once)."""
     if not params:
         return
+    device = params[0].device
     scalars = torch.tensor([weight_decay, momentum, 1 - dampening, first, second],
-                           dtype=torch.float64, device=params[0].device)
+                           dtype=torch.float64)
+    if device.type == "cuda":
+        # from pageable memory the copy would make the host wait for the device's queue;
+        # from pinned memory it is queued like a kernel
+        scalars = scalars.pin_memory().to(device, non_blocking=True)
+    else:
+        scalars = scalars.to(device)
     _kernel()(params, grads, buffers, scalars)
 
 
