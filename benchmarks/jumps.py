@@ -14,6 +14,7 @@ import torch
 
 from .common import current_size, harness, require_absolute_times
 from .costs import StepBench, bare, jump_wrapper, named_method, parameter_set
+from .rounds import TIMING_ROUNDS
 from .sampling import BUDGET_SECONDS, call_seconds, interleaved_ratios, one_thread, sampled
 
 SIZE = current_size()
@@ -21,7 +22,7 @@ JUMP_STEP = 5000
 REFERENCE_STEPS = 10
 # as many calls a side as fit twice the usual budget: one for a ResNet18 jump (about a second),
 # 7 for the MLP's (a fifth of a millisecond)
-JUMP_SAMPLES = 8
+JUMP_SAMPLES = 4  # each round
 
 
 class _Jump:
@@ -30,6 +31,7 @@ class _Jump:
     param_names = ["parameters", "method"]
     timeout = 600
     version = 2
+    rounds = TIMING_ROUNDS
 
     def setup(self, parameters, method):
         one_thread()
@@ -65,7 +67,7 @@ class JumpTime(_Jump):
         """Wall seconds of one jump, each sample the lower quartile of a fresh copy's jumps,
         spread over the measurement (:func:`benchmarks.sampling.call_seconds`); an absolute
         time (``JumpCost`` is the load-robust view; the ``ci`` size skips this one)."""
-        return sampled(call_seconds(self.fresh_jump, budget=2.0))
+        return sampled(call_seconds(self.fresh_jump, budget=1.0))
 
     track_jump_seconds.unit = "seconds"
 

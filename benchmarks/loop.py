@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from .common import current_size, harness, stream_seed
+from .rounds import TIMING_ROUNDS
 from .sampling import SAMPLES, one_thread, repeated, sampled
 
 STEPS = 30 if current_size().name == "smoke" else 300  # smoke: that it runs
@@ -80,6 +81,7 @@ class LoopOverhead:
     param_names = ["workload"]
     timeout = 600
     version = 2
+    rounds = TIMING_ROUNDS
 
     def setup(self, name):
         one_thread()

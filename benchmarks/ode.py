@@ -3,7 +3,7 @@ training-accuracy threshold, and their ratio (ODE / GD: below 1 means the ODE is
 learning rate is where GD needs about a thousand steps for the top threshold.
 
 Timings are load-robust by construction (:mod:`benchmarks.sampling`): one thread; the whole
-comparison is run ``ODE_SAMPLES`` times in one process after one discarded warm-up run (the
+comparison is run ``ODE_SAMPLES`` times a round in one process after one discarded warm-up run (the
 first builds the Jacobian machinery: 1.5 s against 0.01 s after it), and every seconds value
 is returned with its samples. Each sample of the ratio pairs the ODE and GD of the same
 repetition. The work each side does to a threshold is tracked exactly: GD's steps and the
@@ -14,6 +14,7 @@ there first).
 import math
 
 from .common import benchmark_workload, current_size, harness, interface_name, memo_per_run
+from .rounds import TIMING_ROUNDS
 from .sampling import collector_off, one_thread, sampled
 
 SIZE = current_size()
@@ -22,7 +23,7 @@ SETTINGS = {  # learning rate, thresholds, budget in GD steps
     "magic-mlp": (0.03, [0.75, 0.80, 0.85], 20000),
 }
 SMOKE_BUDGET = 1000  # GD steps at the smoke size (0.80 to 0.90 are reached): that it runs
-ODE_SAMPLES = 2 if SIZE.name == "smoke" else 8
+ODE_SAMPLES = 2 if SIZE.name == "smoke" else 4  # each round
 
 
 def comparison(name: str) -> dict:
@@ -83,6 +84,7 @@ class OdeVersusGradientDescent:
         """Wall seconds of full-batch gradient descent to the threshold, one thread."""
         return self._samples("gd")
 
+    track_gd_seconds.rounds = TIMING_ROUNDS
     track_gd_seconds.unit = "seconds"
 
     def track_ode_seconds(self, workload, accuracy):
@@ -90,6 +92,7 @@ class OdeVersusGradientDescent:
         thread."""
         return self._samples("ode")
 
+    track_ode_seconds.rounds = TIMING_ROUNDS
     track_ode_seconds.unit = "seconds"
 
     def track_ode_over_gd(self, workload, accuracy):
@@ -99,6 +102,7 @@ class OdeVersusGradientDescent:
             return math.nan
         return sampled([o / g for o, g in zip(ode, gd, strict=True)])
 
+    track_ode_over_gd.rounds = TIMING_ROUNDS
     track_ode_over_gd.unit = "ratio"
 
     def track_gd_steps(self, workload, accuracy):

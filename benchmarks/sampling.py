@@ -21,6 +21,9 @@ Four rules, each measured on the 2-core CPU machine before it was chosen (see th
   (:func:`interleaved_ratios` and :func:`call_seconds` take a factory): the samples carry the
   spread of placements, their median averages over twelve of them, and the confidence
   interval says how well.
+* **Rounds interleaved across commits.** Each timing is measured in two asv rounds, separate
+  processes, and two commits compared are measured B A A B (:mod:`benchmarks.rounds`): a
+  machine whose speed drifts over minutes drifts under both.
 * **Samples, not one number.** A ``track_`` benchmark that returns ``{"samples": [...],
   "number": 1}`` is stored by asv as a timing result: asv keeps the median and a 99%
   confidence interval of it, and ``asv compare``/``asv continuous`` call a change only when
@@ -42,14 +45,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-# Samples per tracked timing, and calls per side within one sample. With 12 samples the 99%
-# confidence interval of the median is the 2nd to 11th order statistic. Calls per side are as
-# many as fit BUDGET_SECONDS, between MIN_CALLS and MAX_CALLS: the MLP's sub-millisecond calls
-# get 7, a ResNet18's 50 ms calls 3.
-SAMPLES = 12
+# Samples per tracked timing in each of its asv rounds (benchmarks.rounds: two, so twelve in
+# all), and calls per side within one sample. With 12 samples the 99% confidence interval of
+# the median is the 2nd to 11th order statistic. Calls per side are as many as fit
+# BUDGET_SECONDS, between MIN_CALLS and MAX_CALLS: the MLP's sub-millisecond calls get 7, a
+# ResNet18's 50 ms calls 3.
+SAMPLES = 6
 MIN_CALLS = 3
 MAX_CALLS = 7
-BUDGET_SECONDS = 3.0
+BUDGET_SECONDS = 1.5
 
 Pair = tuple[Callable[[], Any], Callable[[], Any]]
 

@@ -26,6 +26,7 @@ VGG16, GoogLeNet) and, for whole steps, batches of 128; they are skipped where t
 
 from .common import CIFAR_PARAMETER_SETS, current_size, require_absolute_times, require_device
 from .costs import StepBench, bare, fresh_pair, held_bytes, named_method, parameter_bytes
+from .rounds import TIMING_ROUNDS
 from .sampling import call_seconds, interleaved_ratios, one_thread, sampled
 
 TRAINING_BATCH = 32
@@ -53,6 +54,7 @@ class UpdateTime:
     param_names = ["parameters", "method"]
     timeout = 300
     version = 2
+    rounds = TIMING_ROUNDS
     device = "cpu"
 
     def setup(self, parameters, method):
@@ -68,7 +70,7 @@ class UpdateTime:
         gradients, one thread: each sample the lower quartile of a fresh copy's calls, spread
         over the measurement (:func:`benchmarks.sampling.call_seconds`). An absolute time, so
         the machine's speed is in it; ``UpdateOverhead``'s ratios cancel it."""
-        return sampled(call_seconds(lambda: self.bench.fresh_copy().steps, budget=2.0))
+        return sampled(call_seconds(lambda: self.bench.fresh_copy().steps, budget=1.0))
 
     track_update_seconds.unit = "seconds"
 
@@ -92,6 +94,7 @@ class _WarmedPair:
 
 class UpdateOverhead(_WarmedPair):
     params = [SIZE.parameter_sets, SIZE.composed_methods]
+    rounds = TIMING_ROUNDS
 
     def track_update_time_ratio(self, parameters, method):
         """The method's update cost: the time of its update over its bare optimizer's on the
@@ -122,6 +125,7 @@ class TrainingStepOverhead:
     param_names = ["parameters", "method"]
     timeout = 900
     version = 2
+    rounds = TIMING_ROUNDS
     device = "cpu"
     batch_size = TRAINING_BATCH
 

@@ -11,6 +11,7 @@ a step.
 """
 
 from .common import harness, interface_name, require_device
+from .rounds import TIMING_ROUNDS
 
 # plp_bench.studies.image_throughput.THROUGHPUT_MODELS
 MODELS = ["vgg16", "resnet18", "googlenet"]
@@ -59,6 +60,7 @@ class TrainingThroughput:
     def track_microseconds_per_image(self, model, inputs, execution):
         return self.bench.measure(steps=20, repeats=5, warmup=0).microseconds_per_image
 
+    track_microseconds_per_image.rounds = TIMING_ROUNDS
     track_microseconds_per_image.unit = "us/image"
 
     def track_peak_memory(self, model, inputs, execution):

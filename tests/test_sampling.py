@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import gc
 import os
+from pathlib import Path
 
 import pytest
 
-from benchmarks import common, sampling
+from benchmarks import common, rounds, sampling
 
 
 class SteppedClock:
@@ -199,3 +200,34 @@ def test_a_loops_cost_per_step_is_its_median_interval_between_optimizer_steps(mo
         optimizer.step()
     with pytest.raises(RuntimeError, match="1 optimizer steps were seen"):
         idle.median()
+
+
+# measured once per commit: exact values, and the wall seconds the records were trained in
+MEASURED_ONCE = {
+    "convergence.TargetTracks.track_runs_that_missed",
+    "convergence.TargetTracks.track_steps_to_target",
+    "convergence.TargetTracks.track_wall_seconds_to_target",
+    "convergence.TestTracks.track_test_error",
+    "convergence.TestTracks.track_test_top5_error",
+    "ode.OdeVersusGradientDescent.track_gd_steps",
+    "ode.OdeVersusGradientDescent.track_ode_rhs_calls",
+    "step_cost.HeldMemory.track_extra_memory_ratio",
+    "step_cost.HeldMemoryCuda.track_extra_memory_ratio",
+    "throughput.TrainingThroughput.track_peak_memory",
+}
+
+
+def test_asv_measures_every_timing_in_rounds_and_every_exact_value_once():
+    """What asv schedules from is the benchmark list its discovery writes (each benchmark's
+    ``__dict__``): every timing carries ``rounds``, so it is measured in two processes,
+    interleaved with the other commit's; a value measured once per commit is not repeated."""
+    from asv_runner.discovery import disc_benchmarks
+
+    suites = Path(__file__).resolve().parents[1] / "benchmarks"
+    found = {b.name: b.__dict__.get("rounds", 1) for b in disc_benchmarks(str(suites))}
+    assert set(found) >= MEASURED_ONCE and len(found) > len(MEASURED_ONCE) + 10
+    wrong = {name: n for name, n in found.items()
+             if n != (1 if name in MEASURED_ONCE else rounds.TIMING_ROUNDS)}
+    assert not wrong
+    assert rounds.honour_track_rounds()  # a second call changes nothing
+
