@@ -3,12 +3,12 @@ training-accuracy threshold, and their ratio (ODE / GD: below 1 means the ODE is
 learning rate is where GD needs about a thousand steps for the top threshold.
 
 Timings are load-robust by construction (:mod:`benchmarks.sampling`): one thread; the whole
-comparison is run ``ODE_SAMPLES`` times a round in one process after one discarded warm-up run (the
-first builds the Jacobian machinery: 1.5 s against 0.01 s after it), and every seconds value
-is returned with its samples. Each sample of the ratio pairs the ODE and GD of the same
-repetition. The work each side does to a threshold is tracked exactly: GD's steps and the
-ODE's right-hand-side evaluations (a solver tolerance or a step-size rule that changes shows
-there first).
+comparison is run ``ODE_SAMPLES`` times a round in one process after one discarded warm-up run
+(the first builds the Jacobian machinery: 1.5 s against 0.01 s after it), and every seconds
+value is returned with its samples. Each sample of the ratio pairs the ODE and GD of the same
+repetition. The work each side does to a threshold is tracked exactly: GD's steps and the ODE's
+right-hand-side evaluations (a solver tolerance or a step-size rule that changes shows there
+first).
 """
 
 import math

@@ -26,8 +26,8 @@ TIMING_ROUNDS = 2
 def honour_track_rounds() -> bool:
     """Teach asv_runner's ``TrackBenchmark`` to carry a ``rounds`` attribute (found on the
     function, its class or module, like every other attribute) into the benchmark list asv
-    schedules from; ``False`` where asv_runner is absent or its track type is not the one
-    this was written against (then every track benchmark runs once, as asv runs it)."""
+    schedules from; ``False`` where asv_runner is absent (nothing to teach: outside asv every
+    benchmark runs once)."""
     try:
         from asv_runner.benchmarks._base import _get_first_attr
         from asv_runner.benchmarks.track import TrackBenchmark
@@ -51,10 +51,8 @@ def honour_track_rounds() -> bool:
 def timings_pattern(suites: str) -> str:
     """asv's ``-b`` pattern for the benchmarks of ``suites`` (a benchmark folder) that are
     measured in rounds: what a further round must run again (exact values need not)."""
-
     from asv_runner.discovery import disc_benchmarks
 
     names = sorted(b.name for b in disc_benchmarks(suites) if b.__dict__.get("rounds", 1) > 1)
     # asv matches a parameterised benchmark as "name(param, ...)"
     return "^(" + "|".join(re.escape(name) for name in names) + r")(\(|$)"
-
