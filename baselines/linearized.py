@@ -28,6 +28,8 @@ at which each training-accuracy threshold is first reached is read right after t
 reaches it. :func:`gradient_descent` is the reference: full-batch GD on the real (nonlinear)
 network with the same learning rate and loss, timed the same way.
 
+Needs NumPy and SciPy (the ``[harness]`` extra), unlike the update rules.
+
 How this differs from the paper: the Jacobian is built with ``torch.func`` (reverse mode when
 the network has fewer outputs than parameters, else forward mode), in float64; the state space
 is chosen by size unless forced; memory is estimated before anything large is allocated.
@@ -42,8 +44,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
+
+try:
+    import numpy as np
+except ModuleNotFoundError as missing:  # the update rules need torch alone; this does not
+    raise ModuleNotFoundError(
+        "plp_baselines.linearized (the ODE baseline) needs NumPy and SciPy: "
+        "pip install 'plp-bench[harness]'", name=missing.name) from missing
 import torch.nn.functional as F
 
 SOLVERS = ("BDF", "LSODA", "Radau", "RK45")  # scipy.integrate's OdeSolver classes

@@ -20,7 +20,11 @@ level up:
   same (for a chain of wrappers, nested the same way);
 * ``extra``: the wrapper's plain values (step counters, settings), from ``_extra_state``.
 
-A checkpoint therefore loads into a fresh wrapper over fresh parameters, at any depth.
+A checkpoint therefore loads into a fresh wrapper over fresh parameters, at any depth. A
+wrapped optimizer whose state dict has another layout (``pytorch_optimizer.Lookahead`` keeps
+``lookahead_state`` and ``base_optimizer``) is stored whole under ``wrapped``, with
+``param_groups`` ``None``, and given back whole to its own ``load_state_dict``: whatever
+round-trips through the wrapped optimizer round-trips through the wrapper.
 
 Each subclass's ``step`` runs the step hooks exactly as torch's ``Optimizer`` runs them
 (global and own pre-hooks, which may replace the arguments; then own and global post-hooks),
@@ -114,7 +118,8 @@ class OptimizerWrapper(torch.optim.Optimizer):
         for hook in self._optimizer_state_dict_pre_hooks.values():
             hook(self)
         wrapped = dict(self.optimizer.state_dict())
-        param_groups = wrapped.pop("param_groups")
+        # torch's layout: the groups are stored once, here; any other layout is kept whole
+        param_groups = wrapped.pop("param_groups") if _torch_layout(wrapped) else None
         index = {id(p): i for i, p in enumerate(self.parameters())}
         own = {index[id(p)]: dict(s) for p, s in self.state.items() if id(p) in index and s}
         state_dict = {"state": own, "param_groups": param_groups, "wrapped": wrapped,
@@ -140,8 +145,11 @@ class OptimizerWrapper(torch.optim.Optimizer):
                              f"{', '.join(map(repr, sorted(state_dict)))} (expected what "
                              f"{type(self).__name__}.state_dict() returns)")
         self._check_loadable(dict(state_dict.get("extra", {})))
-        self.optimizer.load_state_dict({**state_dict["wrapped"],
-                                        "param_groups": state_dict["param_groups"]})
+        if state_dict["param_groups"] is None:  # a wrapped optimizer of another layout
+            self.optimizer.load_state_dict(state_dict["wrapped"])
+        else:
+            self.optimizer.load_state_dict({**state_dict["wrapped"],
+                                            "param_groups": state_dict["param_groups"]})
         params = self.parameters()
         self.state = defaultdict(dict)
         for i, saved in state_dict["state"].items():
@@ -162,9 +170,13 @@ class OptimizerWrapper(torch.optim.Optimizer):
         self.__dict__.update(state)
         torch.optim.Optimizer.__setstate__(self, {})
 
+    def _settings_repr(self) -> str:
+        """The wrapper's own settings, as ``name=value, ...`` for its ``repr``."""
+        return ""
+
     def __repr__(self) -> str:
         inner = "\n".join("    " + line for line in repr(self.optimizer).splitlines())
-        return f"{type(self).__name__}(\n{inner}\n)"
+        return f"{type(self).__name__}({self._settings_repr()}\n{inner}\n)"
 
 
 def _with_step_hooks(step):
@@ -212,6 +224,12 @@ def wrappers(optimizer: torch.optim.Optimizer) -> list[OptimizerWrapper]:
         chain.append(optimizer)
         optimizer = optimizer.optimizer
     return chain
+
+
+def _torch_layout(state_dict: dict[str, Any]) -> bool:
+    """Whether a state dict is laid out as ``torch.optim.Optimizer.state_dict`` lays it out."""
+    return isinstance(state_dict.get("param_groups"), list) and isinstance(
+        state_dict.get("state"), dict)
 
 
 def _like(value: torch.Tensor, param: torch.Tensor) -> torch.Tensor:

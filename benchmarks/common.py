@@ -74,7 +74,7 @@ INTERFACE = {
     "plp_bench.core.execution_settings": {"ExecutionSettings"},
     "plp_bench.studies.image_throughput": {"ThroughputBench"},
     "plp_bench.sweeps.ray": {"RayExecutor", "RaySettings"},
-    "baselines.introspection.jumps": {"WeightJumps", "history_steps", "predict_flat"},
+    "plp_baselines.introspection.jumps": {"WeightJumps", "history_steps", "predict_flat"},
 }
 # Where commits from before the package's folders keep the interface modules that moved; the
 # suites reach these modules only through interface_module(), which looks here second.
@@ -85,6 +85,8 @@ FORMER_HOMES = {
     "plp_bench.core.execution_settings": "plp_bench.execution",
     "plp_bench.studies.image_throughput": "plp_bench.throughput",
     "plp_bench.sweeps.ray": "plp_bench.ray_executor",
+    # installed under the folder's own name before "baselines" was found taken on PyPI
+    "plp_baselines.introspection.jumps": "baselines.introspection.jumps",
 }
 
 
@@ -213,7 +215,7 @@ def current_size() -> Size:
 
 @contextlib.contextmanager
 def harness() -> Iterator[None]:
-    """Imports of the installed ``plp_bench`` (or ``baselines``) inside this block that the
+    """Imports of the installed ``plp_bench`` (or ``plp_baselines``) inside this block that the
     commit lacks skip the benchmark (asv: ``NotImplementedError``) instead of failing it."""
     try:
         yield

@@ -183,7 +183,7 @@ class StepBench:
 
 
 def jump_wrapper(optimizer: Any) -> Any:
-    """The weight-jump wrapper (``baselines.introspection.jumps.WeightJumps``) in a method's
+    """The weight-jump wrapper (``plp_baselines.introspection.jumps.WeightJumps``) in a method's
     chain of wrapped optimizers, or ``None``: found by its jump schedule, so that a method
     without jumps needs nothing of the introspection package."""
     for _ in range(8):  # wrappers nest a few deep

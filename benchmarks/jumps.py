@@ -12,7 +12,7 @@ weights at the steps later jumps read) is in each run record's ``details``.
 
 import torch
 
-from .common import current_size, harness, require_absolute_times
+from .common import current_size, harness, interface_name, require_absolute_times
 from .costs import StepBench, bare, jump_wrapper, named_method, parameter_set
 from .rounds import TIMING_ROUNDS
 from .sampling import BUDGET_SECONDS, call_seconds, interleaved_ratios, one_thread, sampled
@@ -36,7 +36,8 @@ class _Jump:
     def setup(self, parameters, method):
         one_thread()
         with harness():
-            from baselines.introspection.jumps import history_steps, predict_flat
+            history_steps = interface_name("plp_baselines.introspection.jumps", "history_steps")
+            predict_flat = interface_name("plp_baselines.introspection.jumps", "predict_flat")
             from plp_bench.methods import build_method
         config = named_method(method)
         params = parameter_set(parameters)

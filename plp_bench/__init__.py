@@ -21,8 +21,8 @@ those inside functions included). From the bottom up:
 * ``pages`` (8): the HTML report
 * ``commands`` (9): one module per command of ``plp-bench``, assembled by ``cli.py``
 
-``baselines`` (the methods PLP is compared with) sits below all of them and imports nothing of
-the harness.
+``plp_baselines`` (the methods PLP is compared with; the folder ``baselines/``) sits below all
+of them and imports nothing of the harness.
 """
 
 __version__ = "0.1.0"
@@ -39,7 +39,17 @@ def __getattr__(name: str):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from importlib import import_module
 
-    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    try:
+        module = import_module(f"{__name__}.{_EXPORTS[name]}")
+    except ModuleNotFoundError as error:
+        from .entry_point import HARNESS_MODULES, harness_message
+
+        if error.name is None or error.name.split(".")[0] not in HARNESS_MODULES:
+            raise
+        raise ModuleNotFoundError(harness_message([HARNESS_MODULES[error.name.split(".")[0]]],
+                                                  f"plp_bench.{name}"),
+                                  name=error.name) from error
+    value = getattr(module, name)
     globals()[name] = value
     return value
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from baselines.optimizer_wrapper import innermost
+from plp_baselines.optimizer_wrapper import innermost
 
 HOST_READS = frozenset({
     "aten::_local_scalar_dense", "aten::equal", "aten::is_nonzero", "aten::nonzero",

@@ -6,7 +6,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from baselines.introspection.net import IntrospectionNet
+from plp_baselines.introspection.net import IntrospectionNet
 
 
 def plp_algorithm1(points: list[torch.Tensor], step: float) -> torch.Tensor:

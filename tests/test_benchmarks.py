@@ -195,12 +195,12 @@ def suite_imports():
                 guarded_nodes.update(id(n) for n in ast.walk(node))
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
-                    and node.module.split(".")[0] in ("plp_bench", "baselines"):
+                    and node.module.split(".")[0] in ("plp_bench", "plp_baselines"):
                 found.append((path.name, node.module, [a.name for a in node.names],
                               id(node) in guarded_nodes))
             elif isinstance(node, ast.Import):
                 for alias in node.names:
-                    if alias.name.split(".")[0] in ("plp_bench", "baselines"):
+                    if alias.name.split(".")[0] in ("plp_bench", "plp_baselines"):
                         found.append((path.name, alias.name, [], id(node) in guarded_nodes))
             elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in (
                     "interface_name", "interface_module") and node.args \

@@ -2,8 +2,9 @@
 use them: every benchmark runs or is skipped, none fails.
 
 The older commit is checked out as a git worktree and put first on the benchmark processes'
-path (``ASV_PYTHONPATH``: asv drops ``PYTHONPATH``), so they import its ``plp_bench`` and
-``baselines`` (a probe written into that checkout proves it), while asv runs the current
+path (``ASV_PYTHONPATH``: asv drops ``PYTHONPATH``), so they import its ``plp_bench`` (a
+probe written into that checkout proves it) and, through it, its ``baselines`` (the name the
+folder was installed under before ``plp_baselines``), while asv runs the current
 ``benchmarks/`` at the ``smoke`` size. The commit is the last one before the suites carried
 their own helpers, whose internals differ most from today's; where a clone lacks it, the
 previous commit is used.

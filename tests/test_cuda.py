@@ -7,8 +7,8 @@ import pytest
 import torch
 from helpers import tiny
 
-from baselines.optimizer_wrapper import innermost
 from benchmarks.costs import StepBench
+from plp_baselines.optimizer_wrapper import innermost
 from plp_bench import run
 from plp_bench.core.execution_settings import ExecutionSettings
 from plp_bench.methods.catalogue import METHODS, ComponentConfig, MethodConfig, get_method, list_methods
@@ -133,3 +133,61 @@ def test_the_throughput_bench_runs_on_cuda():
         bench.close()
     assert result.images_per_second > 0
     assert all(p.device.type == "cuda" for p in bench.prepared.module.parameters())
+
+
+def scaled_xgrad_on_cuda(poison_at=None, skip_at=None):
+    """XGrad's two phases under fp16 autocast and a CUDA GradScaler, as Lightning's
+    '16-mixed' plugin drives an optimizer (the closure runs first, then ``scaler.step``)."""
+    from plp_baselines.xgrad import WeightPrediction, weight_prediction
+    from plp_bench import PLP
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(),
+                                torch.nn.Linear(32, 4)).cuda()
+    optimizer = PLP(WeightPrediction(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)))
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 10)
+    g = torch.Generator().manual_seed(1)
+    for i in range(10):
+        x = torch.randn(8, 16, generator=g).cuda()
+        y = torch.randint(0, 4, (8,), generator=g).cuda()
+        if i == skip_at:
+            continue
+        optimizer.zero_grad()
+        weight_prediction(optimizer).predict_weights()
+        with torch.autocast("cuda", dtype=torch.float16):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        scaler.scale(loss).backward()
+        if i == poison_at:
+            with torch.no_grad():
+                next(model.parameters()).grad[0, 0] = float("inf")
+        scaler.unscale_(optimizer)
+        scaler.step(optimizer)
+        scaler.update()
+    return model, scaler
+
+
+def test_xgrad_two_phases_under_a_cuda_grad_scaler_skip_the_poisoned_step():
+    poisoned, scaler = scaled_xgrad_on_cuda(poison_at=4)
+    clean, _ = scaled_xgrad_on_cuda(skip_at=4)
+    assert scaler.get_scale() == 2.0 ** 9
+    for a, b in zip(poisoned.parameters(), clean.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_xgrad_two_phases_never_wait_for_the_device():
+    from plp_baselines.xgrad import WeightPrediction
+
+    bench = StepBench.build(get_method("xgrad-sgd"), "resnet18", batch_size=8, device="cuda")
+    bench.steps(3)
+    wrapper = bench.optimizer
+    while not isinstance(wrapper, WeightPrediction):
+        wrapper = wrapper.optimizer
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):  # the prediction, the gradient hooks, the restore and the update
+            wrapper.predict_weights()
+            bench.optimizer.step(bench.closure)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from baselines.demon import DemonMomentum, demon_momentum
+from plp_baselines.demon import DemonMomentum, demon_momentum
 from plp_bench.methods.schedules import Demon, ScheduleRunner
 
 
@@ -37,6 +37,7 @@ def test_schedule_sets_the_groups_for_the_next_update_and_records_the_initial_va
     assert [g["momentum"] for g in sgd.param_groups] == [0.9, 0.9]
     assert [g["initial_momentum"] for g in sgd.param_groups] == [0.5, 0.5]
     for t in range(1, 12):
+        sgd.step()
         demon.step()
         assert demon.get_last_momentum() == [pytest.approx(formula(0.9, min(t, 10), 10))] * 2
     state = demon.state_dict()
@@ -73,6 +74,7 @@ def test_sgd_with_demon_reproduces_the_papers_update_in_float64():
     torch.testing.assert_close(param.detach(), theta, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # the schedule alone
 @pytest.mark.parametrize("optimizer", [torch.optim.Adam, torch.optim.AdamW])
 def test_adam_variants_change_beta1_only(optimizer):
     opt = optimizer([torch.nn.Parameter(torch.zeros(3))], lr=1e-3, betas=(0.8, 0.777))
@@ -84,6 +86,7 @@ def test_adam_variants_change_beta1_only(optimizer):
         assert beta1 == pytest.approx(formula(0.9, t, 4)) and beta2 == 0.777
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # the schedule alone
 def test_harness_schedule_gives_the_same_sequence():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
     reference = DemonMomentum(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from literals import introspection_formula
 
-from baselines.introspection import (
+from plp_baselines.introspection import (
     FitJumps,
     IntrospectionJumps,
     IntrospectionNet,
@@ -20,16 +20,16 @@ from baselines.introspection import (
     history_steps,
     load_net,
 )
-from baselines.introspection.fitting import FitSettings, fit, l1_error
-from baselines.introspection.histories import (
+from plp_baselines.introspection.fitting import FitSettings, fit, l1_error
+from plp_baselines.introspection.histories import (
     Examples,
     WeightHistoryRecorder,
     jump_points,
     sample_examples,
     split_pool,
 )
-from baselines.introspection.net import read_weights_file, shipped_path, shipped_provenance
-from baselines.introspection.predictors import (
+from plp_baselines.introspection.net import read_weights_file, shipped_path, shipped_provenance
+from plp_baselines.introspection.predictors import (
     GaussianNoise,
     IntrospectionPredictor,
     PolynomialFit,

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 import yaml
 from helpers import tiny
 
-from baselines.introspection import IntrospectionJumps, load_net
 from benchmarks.loop import plain_loop
+from plp_baselines.introspection import IntrospectionJumps, load_net
 from plp_bench import data, run, workloads
 from plp_bench.cli import main
 from plp_bench.core.config import ConfigError

@@ -74,7 +74,7 @@ def imported_modules(path: Path) -> set[str]:
                 is_module = (ROOT / candidate.replace(".", "/")).with_suffix(".py").is_file() \
                     or (ROOT / candidate.replace(".", "/") / "__init__.py").is_file()
                 found.add(candidate if is_module else module)
-    return {m for m in found if m.split(".")[0] in ("plp_bench", "baselines")}
+    return {m for m in found if m.split(".")[0] in ("plp_bench", "plp_baselines")}
 
 
 def unit_imports() -> dict[str, set[str]]:
@@ -158,7 +158,7 @@ IMPORT_EACH_ALONE = """
 import importlib, json, sys
 results = {}
 for name in sys.argv[1:]:
-    for loaded in [m for m in sys.modules if m.split(".")[0] in ("plp_bench", "baselines")]:
+    for loaded in [m for m in sys.modules if m.split(".")[0] in ("plp_bench", "plp_baselines")]:
         del sys.modules[loaded]
     try:
         importlib.import_module(name)

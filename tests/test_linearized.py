@@ -8,7 +8,7 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
-from baselines.linearized import (
+from plp_baselines.linearized import (
     LinearizedModel,
     choose_space,
     flat_parameters,

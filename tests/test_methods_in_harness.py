@@ -7,8 +7,8 @@ import torch.nn.functional as F
 import yaml
 from helpers import tiny
 
-from baselines.xgrad import WeightPrediction
 from benchmarks.loop import plain_loop
+from plp_baselines.xgrad import WeightPrediction
 from plp_bench import PLP, data, run
 from plp_bench.methods.catalogue import get_method, list_methods
 from plp_bench.sweeps.config_file import load_run_config, resolve

@@ -159,8 +159,8 @@ def test_a_fresh_copy_of_a_bench_steps_as_the_original_on_its_own_memory():
 
 
 def test_a_jump_method_is_timed_past_its_jumps():
-    from baselines.introspection.jumps import WeightJumps
     from benchmarks.costs import JUMP_HORIZON, StepBench, jump_wrapper
+    from plp_baselines.introspection.jumps import WeightJumps
     from plp_bench.methods import get_method
 
     bench = StepBench.build(get_method("jump-linear"), "mlp")

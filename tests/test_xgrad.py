@@ -1,12 +1,13 @@
 """XGrad weight prediction against literal float64 transcriptions of the prediction formulas
 and of the SGD / Adam / AdamW updates, with gradients taken at the predicted weights."""
 
+import copy
 import math
 
 import pytest
 import torch
 
-from baselines.xgrad import WeightPrediction
+from plp_baselines.xgrad import WeightPrediction
 from plp_bench import PLP
 
 
@@ -186,10 +187,201 @@ def test_composes_with_plp_in_either_order():
 def test_bad_use_is_a_clear_value_error():
     params = [torch.nn.Parameter(torch.ones(2))]
     wp = WeightPrediction(torch.optim.SGD(params, lr=0.1, momentum=0.9))
-    with pytest.raises(ValueError, match="needs a closure"):
+    (params[0] ** 2).sum().backward()
+    with pytest.raises(RuntimeError, match="call predict_weights"):
         wp.step()
     with pytest.raises(ValueError, match="SGD, Adam or AdamW; got Adagrad"):
         WeightPrediction(torch.optim.Adagrad(params))
     for horizon in (0, -1, math.inf, True):
         with pytest.raises(ValueError, match="horizon must be a finite number > 0"):
             WeightPrediction(torch.optim.SGD(params, lr=0.1), horizon=horizon)
+
+
+# -- the two-phase form ----------------------------------------------------------------------
+
+def drive_two_phase(optimizer_class, hyper, steps, horizon=1, seed=0, micro_batches=1):
+    """The two phases as a loop driven by someone else uses them: zero_grad, predict_weights
+    before each forward pass (``micro_batches`` of them, each a share of the loss), step()."""
+    terms = problem(seed)
+    params = [torch.nn.Parameter(t[2].clone()) for t in terms]
+    wp = WeightPrediction(optimizer_class(params, **hyper), horizon=horizon)
+    seen = []
+    for _ in range(steps):
+        wp.zero_grad()
+        for _ in range(micro_batches):
+            wp.predict_weights()
+            seen.append([p.detach().clone() for p in params])
+            loss = sum(0.5 * p @ A @ p - b @ p for p, (A, b, _) in zip(params, terms, strict=True))
+            (loss / micro_batches).backward()
+        assert wp.predicted
+        wp.step()
+        assert not wp.predicted
+    return seen, [p.detach() for p in params]
+
+
+FORMS = [
+    (torch.optim.SGD, {"lr": 0.05, "momentum": 0.9}),
+    (torch.optim.SGD, {"lr": 0.1, "momentum": 0.0, "weight_decay": 0.1}),
+    (torch.optim.Adam, {"lr": 0.05, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1}),
+    (torch.optim.Adam, {"lr": 0.05, "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": True}),
+    (torch.optim.AdamW, {"lr": 0.05, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.1}),
+]
+
+
+@pytest.mark.parametrize("optimizer, hyper", FORMS)
+def test_the_two_phases_equal_the_closure_form_bit_for_bit(optimizer, hyper):
+    seen, final = drive(optimizer, hyper, 7, horizon=2)
+    seen_2, final_2 = drive_two_phase(optimizer, hyper, 7, horizon=2)
+    for a, b in zip([*seen, final], [*seen_2, final_2], strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert torch.equal(x, y)
+
+
+def test_the_two_phases_equal_the_literal_formulas():
+    hyper = {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}
+    seen, final = drive_two_phase(torch.optim.SGD, hyper, 8, horizon=2)
+    assert_matches(seen, final, *literal_sgd(hyper, 8, horizon=2))
+
+
+def test_accumulated_micro_batches_share_one_prediction_per_step():
+    """Four micro-batches, each calling predict_weights: all at the step's one prediction,
+    and the run equals the literal update with the whole gradient taken there."""
+    hyper = {"lr": 0.05, "momentum": 0.9}
+    seen, final = drive_two_phase(torch.optim.SGD, hyper, 6, micro_batches=4)
+    for step in range(6):
+        for k in range(1, 4):
+            for x, y in zip(seen[4 * step], seen[4 * step + k], strict=True):
+                assert torch.equal(x, y)
+    expected_points, expected_final = literal_sgd(hyper, 6)
+    assert_matches(seen[::4], final, expected_points, expected_final)
+
+
+def test_a_changed_rate_before_the_step_asks_for_a_new_prediction():
+    """As after a step a GradScaler skipped while a scheduler ran: same state, new rate."""
+    params = [torch.nn.Parameter(torch.ones(3, dtype=torch.float64))]
+    wp = WeightPrediction(torch.optim.SGD(params, lr=0.1, momentum=0.9))
+    wp.zero_grad()
+    wp.predict_weights()
+    (params[0] ** 2).sum().backward()
+    wp.step()  # v = 2, theta = 1 - 0.2 = 0.8
+    wp.predict_weights()
+    torch.testing.assert_close(params[0].detach(), torch.full((3,), 0.8 - 0.1 * 2.0,
+                                                                dtype=torch.float64))
+    wp.predict_weights()  # unchanged settings: nothing moves
+    torch.testing.assert_close(params[0].detach(), torch.full((3,), 0.6, dtype=torch.float64))
+    wp.param_groups[0]["lr"] = 0.05
+    wp.predict_weights()
+    torch.testing.assert_close(params[0].detach(), torch.full((3,), 0.8 - 0.05 * 2.0,
+                                                                dtype=torch.float64))
+    wp.restore_weights()
+    torch.testing.assert_close(params[0].detach(), torch.full((3,), 0.8, dtype=torch.float64))
+    assert not wp.predicted
+
+
+def test_a_view_with_copied_attributes_predicts_for_the_optimizer_itself():
+    """Lightning hands training_step an object whose __dict__ is a copy of the optimizer's:
+    a prediction made through it must be the one step() restores."""
+    params = [torch.nn.Parameter(torch.ones(2))]
+    wp = WeightPrediction(torch.optim.SGD(params, lr=0.5, momentum=0.9))
+    view = object.__new__(type(wp))
+    view.__dict__ = dict(wp.__dict__)
+    view.predict_weights()
+    assert wp.predicted
+    (params[0] ** 2).sum().backward()
+    wp.step()
+    assert not wp.predicted and not view.predicted
+
+
+def test_gradients_accumulated_at_the_current_weights_are_refused_and_the_weights_restored():
+    params = [torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))]
+    wp = WeightPrediction(torch.optim.SGD(params, lr=0.5, momentum=0.9))
+
+    def loss():
+        return (params[0] ** 2).sum() + (params[1] ** 3).sum()
+
+    wp.zero_grad()
+    wp.predict_weights()
+    loss().backward()
+    wp.step()  # one honest step: momentum state exists, the prediction moves the weights
+    current = [p.detach().clone() for p in params]
+    wp.zero_grad()
+    loss().backward()  # a micro-batch at the current weights
+    wp.predict_weights()
+    loss().backward()  # ... and one at the prediction, into the same gradients
+
+    def closure():
+        return loss()  # a closure that does not zero: the earlier micro-batch stays in
+
+    with pytest.raises(RuntimeError, match="micro-batches accumulated outside the closure"):
+        wp.step(closure)
+    assert not wp.predicted
+    for p, c in zip(params, current, strict=True):
+        assert torch.equal(p.detach(), c)
+    wp.zero_grad()  # cleared: the same loop with the prediction first is accepted
+    wp.predict_weights()
+    loss().backward()
+    wp.step()
+    for p in params:  # a .grad of None counts as cleared too
+        p.grad = None
+    wp.predict_weights()
+    loss().backward()
+    wp.step()
+
+
+def test_a_checkpoint_taken_at_the_prediction_resumes_exactly():
+    def build(values):
+        params = [torch.nn.Parameter(torch.tensor(values, dtype=torch.float64))]
+        return params, WeightPrediction(torch.optim.Adam(params, lr=0.1))
+
+    def train(params, wp, steps):
+        for _ in range(steps):
+            wp.zero_grad()
+            wp.predict_weights()
+            (params[0] ** 2).sum().backward()
+            wp.step()
+
+    params, wp = build([1.0, -2.0])
+    train(params, wp, 3)
+    wp.zero_grad()
+    wp.predict_weights()
+    state = copy.deepcopy(wp.state_dict())  # torch's state dicts share the live tensors
+    assert len(state["extra"]["weights_before_prediction"]) == 1
+    at_prediction = params[0].detach().clone()
+    (params[0] ** 2).sum().backward()
+    wp.step()
+
+    resumed, fresh = build(at_prediction.tolist())  # the model saved with its weights
+    fresh.load_state_dict(state)
+    assert fresh.predicted
+    (resumed[0] ** 2).sum().backward()
+    fresh.step()
+    assert torch.equal(resumed[0].detach(), params[0].detach())
+    assert "weights_before_prediction" not in fresh.state_dict()["extra"]
+
+
+def test_the_hooks_go_with_the_wrapper_and_its_repr_shows_its_settings():
+    import gc
+
+    params = [torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))]
+    wp = WeightPrediction(torch.optim.SGD(params, lr=0.5, momentum=0.9), horizon=2)
+    assert repr(wp).startswith("WeightPrediction(horizon=2, predicted=False\n    SGD (")
+    assert all(p._backward_hooks for p in params)
+    del wp
+    gc.collect()
+    assert not any(p._backward_hooks for p in params)
+
+
+def test_weight_prediction_is_found_through_other_wrappers():
+    from plp_baselines.xgrad import weight_prediction
+
+    params = [torch.nn.Parameter(torch.ones(2))]
+    wp = WeightPrediction(torch.optim.SGD(params, lr=0.5, momentum=0.9))
+    outer = PLP(wp)
+
+    class ClientWrapper:  # accelerate's AcceleratedOptimizer keeps it as .optimizer
+        def __init__(self, optimizer):
+            self.optimizer = optimizer
+
+    assert weight_prediction(ClientWrapper(outer)) is wp
+    with pytest.raises(ValueError, match=r"no WeightPrediction .* PLP -> SGD"):
+        weight_prediction(PLP(torch.optim.SGD(params, lr=0.1, momentum=0.9)))

@@ -16,9 +16,9 @@ import sys
 import torch
 from literals import introspection_formula, jump_history, plp_algorithm1, polynomial_fit_at
 
-from baselines.introspection import FitJumps, IntrospectionJumps, NoiseJumps
-from baselines.introspection.net import load_net
-from baselines.xgrad import WeightPrediction
+from plp_baselines.introspection import FitJumps, IntrospectionJumps, NoiseJumps
+from plp_baselines.introspection.net import load_net
+from plp_baselines.xgrad import WeightPrediction
 from plp_bench import PLP
 
 JUMP_STEPS = (9, 20)

@@ -23,10 +23,10 @@ ICLR 2017, section 4.1).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, overload
 
 import torch
 
@@ -68,13 +68,24 @@ class WeightHistoryRecorder(OptimizerWrapper):
         self._steps: list[int] = []
         self._record()
 
+    def _settings_repr(self) -> str:
+        return (f"pool_size={self.pool_size}, every={self.every}, "
+                f"steps_taken={self.steps_taken}, rows={len(self._rows)}")
+
     @torch.no_grad()
     def _record(self) -> None:
         row = torch.cat([p.detach().reshape(-1)[local].float().cpu() for p, local in self._picks])
         self._rows.append(row)
         self._steps.append(self.steps_taken)
 
-    def step(self, closure=None):
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """The wrapped optimizer's step; every ``every`` steps the pool's weights are recorded."""
         loss = self.optimizer.step(closure)
         self.steps_taken += 1
         if self.steps_taken % self.every == 0:

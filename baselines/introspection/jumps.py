@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, overload
 
 import torch
 
@@ -121,16 +121,38 @@ class _Unstepped(torch.optim.Optimizer):
 
 
 class WeightJumps(OptimizerWrapper):
-    """Steps the wrapped optimizer, then jumps the weights at ``jump_steps`` with ``predictor``.
+    r"""Weight jumps (Sinha et al., "Introspection: Accelerating Neural Network Training by
+    Learning Weight Evolution", ICLR 2017, section 3.2): training runs with the wrapped
+    optimizer; at each jump step :math:`t` every weight jumps to
 
-    ``optimizer_or_params``: an optimizer (the wrapper steps it) or an iterable of parameters
-    (then call :meth:`step` after each update of your own optimizer, or :meth:`attach` it as a
-    step post-hook).
+    .. math::
+
+        w \leftarrow P(w_0, w_{\lfloor 0.4 t \rceil}, w_{\lfloor 0.7 t \rceil}, w_t)
+
+    where :math:`w_k` is the weight after step :math:`k` and :math:`P` the ``predictor``: the
+    introspection network :math:`I` (:func:`IntrospectionJumps`), the paper's least-squares
+    linear or quadratic fit evaluated at ``ratio * t`` (:func:`FitJumps`), or Gaussian noise
+    (:func:`NoiseJumps`).
+
+    Args:
+        optimizer_or_params: an optimizer (the wrapper steps it) or an iterable of parameters
+            (then call :meth:`step` after each update of your own optimizer, or
+            :meth:`attach` it as a step post-hook).
+        jump_steps: the steps after which to jump (the paper's MNIST_1: 3000, 4000, 5000).
+        predictor: :math:`P` (:mod:`.predictors`).
+        reset_state: clear the wrapped optimizer's per-parameter state at each jump (beyond
+            the paper, which keeps it; default off).
+        chunk_size: rows of weights predicted at once (bounds the working memory).
+
+    How it differs from the paper: only the weights at the steps a later jump reads are
+    copied, and freed after their last jump (the paper keeps the history); every weight
+    jumps, in one batched pass per dtype and device. Steps a ``GradScaler`` skips are not
+    counted. See the module for the step arithmetic.
     """
 
     def __init__(self, optimizer_or_params: Any, *, jump_steps: Iterable[int],
                  predictor: Predictor, reset_state: bool = False,
-                 chunk_size: int = DEFAULT_CHUNK):
+                 chunk_size: int = DEFAULT_CHUNK) -> None:
         if not isinstance(optimizer_or_params, torch.optim.Optimizer):
             optimizer_or_params = _Unstepped(optimizer_or_params)
         super().__init__(optimizer_or_params)
@@ -174,10 +196,24 @@ class WeightJumps(OptimizerWrapper):
                          "cannot be added after the jumps are set up")
 
     # -- stepping -------------------------------------------------------------------------
-    def step(self, closure=None):
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """The wrapped optimizer's step, then :meth:`after_step`."""
         loss = self.optimizer.step(closure)
         self.after_step()
         return loss
+
+    def _settings_repr(self) -> str:
+        predictor = ", ".join(f"{k}={v}" for k, v in self.predictor.describe().items()
+                              if not isinstance(v, (dict, list)))
+        return (f"predictor=({predictor}), jump_steps={list(self.schedule.jump_steps)}, "
+                f"reset_state={self.reset_state}, steps_taken={self.steps_taken}, "
+                f"jumps_made={len(self.jumps)}")
 
     def attach(self, optimizer: torch.optim.Optimizer):
         """Run :meth:`after_step` after every ``optimizer.step()`` (a step post-hook); returns
@@ -258,7 +294,11 @@ class WeightJumps(OptimizerWrapper):
 def IntrospectionJumps(optimizer_or_params: Any, *, jump_steps: Iterable[int],
                        net: IntrospectionNet | None = None, reset_state: bool = False,
                        chunk_size: int = DEFAULT_CHUNK) -> WeightJumps:
-    """Jumps by the introspection network (default: the shipped, ReLU one)."""
+    """:class:`WeightJumps` whose predictor is the introspection network :math:`I` (Sinha et
+    al., ICLR 2017, section 3.2; default: the shipped, ReLU one, see :mod:`.net`): at each
+    jump step :math:`t`, :math:`w \\leftarrow I(w_0, w_{0.4t}, w_{0.7t}, w_t)`, a prediction of
+    the weight at step :math:`2t` (the jump ratio :math:`I` was trained for). The other
+    arguments are :class:`WeightJumps`'s."""
     return WeightJumps(optimizer_or_params, jump_steps=jump_steps,
                        predictor=IntrospectionPredictor(net if net is not None else load_net()),
                        reset_state=reset_state, chunk_size=chunk_size)
@@ -267,7 +307,10 @@ def IntrospectionJumps(optimizer_or_params: Any, *, jump_steps: Iterable[int],
 def FitJumps(optimizer_or_params: Any, *, jump_steps: Iterable[int], degree: int,
              ratio: float, reset_state: bool = False,
              chunk_size: int = DEFAULT_CHUNK) -> WeightJumps:
-    """Jumps to the least-squares polynomial (degree 1 or 2) through the four points."""
+    """:class:`WeightJumps` to the least-squares polynomial of ``degree`` (1: the paper's
+    linear fit, 2: its quadratic fit) through the four points :math:`(k / t, w_k)`,
+    :math:`k \\in \\{0, 0.4t, 0.7t, t\\}`, evaluated at ``ratio`` (> 1; the paper: 1.1 and
+    1.075 linear, 1.25 to 1.4 quadratic). The other arguments are :class:`WeightJumps`'s."""
     return WeightJumps(optimizer_or_params, jump_steps=jump_steps,
                        predictor=PolynomialFit(degree, ratio), reset_state=reset_state,
                        chunk_size=chunk_size)
@@ -276,7 +319,10 @@ def FitJumps(optimizer_or_params: Any, *, jump_steps: Iterable[int], degree: int
 def NoiseJumps(optimizer_or_params: Any, *, jump_steps: Iterable[int], std: float,
                seed: int = 0, reset_state: bool = False,
                chunk_size: int = DEFAULT_CHUNK) -> WeightJumps:
-    """Jumps that add zero-mean Gaussian noise of standard deviation ``std``."""
+    """:class:`WeightJumps` that add zero-mean Gaussian noise of standard deviation ``std``
+    to every weight, :math:`w \\leftarrow w_t + \\mathcal{N}(0, \\sigma^2)` (the paper's noise
+    baseline), drawn from a generator seeded with ``seed``. The other arguments are
+    :class:`WeightJumps`'s."""
     return WeightJumps(optimizer_or_params, jump_steps=jump_steps,
                        predictor=GaussianNoise(std, seed=seed), reset_state=reset_state,
                        chunk_size=chunk_size)

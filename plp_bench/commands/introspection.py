@@ -111,8 +111,8 @@ def _print_metrics(record: dict, out: Console) -> None:
 def handle_check(args: argparse.Namespace, streams: Streams) -> int:
     import torch
 
-    from baselines.introspection.fitting import l1_error
-    from baselines.introspection.net import load_net, read_weights_file, shipped_path
+    from plp_baselines.introspection.fitting import l1_error
+    from plp_baselines.introspection.net import load_net, read_weights_file, shipped_path
 
     from ..core.config import ConfigError
 

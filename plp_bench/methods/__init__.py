@@ -3,7 +3,8 @@
 weight jumps (``weight_jumps``), per-step schedules such as DEMON (``schedules``), the ODE
 solvers of the linearised model (``solvers``), the options each accepts (``option_schemas``)
 and the catalogue of named methods read from ``catalogue.yaml`` (``catalogue``). The methods
-PLP is compared with live in ``baselines``, which knows nothing of the harness.
+PLP is compared with live in ``plp_baselines`` (the folder ``baselines/``), which knows nothing
+of the harness.
 
 The catalogue's names are served from here on first use (``plp_bench.methods.get_method``,
 ``list_methods``, ``build_method``, ``MethodConfig``, ...), so importing ``plp_bench.methods.plp``

@@ -6,8 +6,9 @@ Three registries are the extension points; the training loop knows none of their
   ``(params, **hyperparameters) -> torch.optim.Optimizer`` with the defaults used when a
   workload was not tuned for it.
 * ``WRAPPERS``: ``(optimizer, **options) -> optimizer``, ``torch.optim.Optimizer`` subclasses
-  that wrap another and share its ``param_groups`` (:class:`baselines.optimizer_wrapper.OptimizerWrapper`):
-  ``plp`` (:class:`plp_bench.methods.plp.PLP`), ``xgrad`` (:class:`baselines.xgrad.WeightPrediction`)
+  that wrap another and share its ``param_groups``
+  (:class:`plp_baselines.optimizer_wrapper.OptimizerWrapper`):
+  ``plp`` (:class:`plp_bench.methods.plp.PLP`), ``xgrad`` (:class:`plp_baselines.xgrad.WeightPrediction`)
   and the weight jumps of :mod:`plp_bench.methods.weight_jumps`. They stack in the order listed. A
   factory with a keyword ``context`` is given the run's
   :class:`~plp_bench.methods.build_context.BuildContext` (step budget, the workload's jump steps, a
@@ -30,7 +31,7 @@ from typing import Any
 
 import torch
 
-from baselines.xgrad import WeightPrediction
+from plp_baselines.xgrad import WeightPrediction
 
 from .. import models as models_module
 from ..core.config import ConfigError, closest, field, parse, read_yaml

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from baselines.introspection.net import SHIPPED
-from baselines.linearized import SPACES
+from plp_baselines.introspection.net import SHIPPED
+from plp_baselines.linearized import SPACES
 
 from ..core.config import ConfigError, check_value, closest, did_you_mean
 from .plp import PATHS

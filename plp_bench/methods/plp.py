@@ -63,11 +63,12 @@ against. ``run_details()`` (a record's ``details``) names the path and kernel th
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, overload
 
 import torch
 
-from baselines.optimizer_wrapper import OptimizerWrapper
+from plp_baselines.optimizer_wrapper import OptimizerWrapper
 
 from .plp_momentum import (
     IN_CYCLE,
@@ -87,11 +88,51 @@ PATHS = ("auto", BUFFER_PATH, MOMENTUM_PATH)
 
 
 class PLP(OptimizerWrapper):
-    """Parameter linear prediction every ``cycle`` steps of ``optimizer`` (see the module)."""
+    r"""PLP, parameter linear prediction (Ying et al., "Enhancing Deep Neural Network Training
+    Efficiency and Performance through Linear Prediction", Algorithm 1), around any
+    ``torch.optim`` optimizer.
+
+    Training runs with the wrapped optimizer in cycles of three steps. With
+    :math:`w_1, w_2, w_3` the parameters after the cycle's steps 1, 2 and 3, the third step ends
+    with the prediction
+
+    .. math::
+
+        m_{12} = \frac{w_1 + w_2}{2}, \quad m_{23} = \frac{w_2 + w_3}{2}, \quad
+        w \leftarrow m_{23} + s \, (m_{23} - m_{12})
+          = w_3 + \frac{s}{2} (w_2 - w_1) + \frac{s - 1}{2} (w_3 - w_2)
+
+    and the next cycle starts from :math:`w`. The wrapped optimizer's state (momentum, Adam's
+    moments) is left untouched by the prediction, as in the paper.
+
+    Args:
+        optimizer: the optimizer to wrap (the paper: SGD, momentum 0.9, cyclic learning rate).
+            Its param groups are this optimizer's (shared).
+        step: :math:`s`, the prediction's step size (the paper: 1). Per group as ``plp_step``.
+        cycle: steps per cycle (>= 3; the paper: 3); the first ``cycle - 3`` are plain steps.
+        warmup: steps before the first cycle, without prediction (beyond the paper; 0).
+        min_cosine: if set, a tensor whose two moves have cosine similarity below it keeps
+            :math:`w_3` (the paper's failure case of a sudden gradient change; beyond the
+            paper; off). Per group as ``plp_min_cosine``.
+        foreach: multi-tensor ops (default) or the per-tensor reference loop.
+        path: ``"auto"`` (default), ``"sgd-momentum"`` or ``"buffer"``: over
+            ``torch.optim.SGD`` with momentum (no Nesterov, not maximising) the two moves are
+            :math:`-\eta \cdot` SGD's momentum buffer, so PLP keeps no memory at all and makes
+            the cycle's third update itself; elsewhere it keeps one buffer per parameter (1N).
+        compiled: on the ``sgd-momentum`` path, the third update as one ``torch.compile``
+            kernel.
+
+    How it differs from the paper: memory 0 or 1N instead of the paper's 7N (the prediction
+    is linear in the three points, so one running buffer, or SGD's own momentum buffer,
+    carries it); the optional ``cycle``, ``warmup`` and ``min_cosine``; a parameter without
+    a gradient at a cycle's first step sits that cycle out. Steps a ``GradScaler`` skips are
+    not counted. The module's docstring gives the buffer algebra; ``run_details()`` names the
+    path and kernel that ran.
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, step: float = 1.0, cycle: int = 3,
                  warmup: int = 0, min_cosine: float | None = None, foreach: bool = True,
-                 path: str = "auto", compiled: bool = False):
+                 path: str = "auto", compiled: bool = False) -> None:
         super().__init__(optimizer)
         _check_step(step)
         if isinstance(cycle, bool) or not isinstance(cycle, int) or cycle < 3:
@@ -148,10 +189,16 @@ class PLP(OptimizerWrapper):
             details["guard_skips"] = self.guard_skips
         return details
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One step of the wrapped optimizer with PLP's bookkeeping for this position (on the
-        momentum path, the cycle's last update is PLP's own)."""
+        momentum path, the cycle's last update is PLP's own). Returns the closure's loss."""
         position = self.position()
         if self.path == MOMENTUM_PATH:
             loss = self._momentum_step(position, closure)
@@ -271,6 +318,15 @@ class PLP(OptimizerWrapper):
                                   compiled=self.compiled, foreach=self.foreach)
         self._second_lr, self._buffered_groups = {}, set()
         return loss
+
+    def _settings_repr(self) -> str:
+        steps = sorted({g.get("plp_step", self._group_defaults["plp_step"])
+                        for g in self.param_groups})
+        cosines = sorted({str(g.get("plp_min_cosine")) for g in self.param_groups})
+        return (f"step={', '.join(f'{v:g}' for v in steps)}, cycle={self.cycle}, "
+                f"warmup={self.warmup}, min_cosine={', '.join(cosines)}, path={self.path!r}, "
+                f"compiled={self.compiled}, steps_taken={self.steps}, "
+                f"next_position={self.position()}")
 
     # -- checkpoints --------------------------------------------------------------------------
     def _extra_state(self) -> dict[str, Any]:

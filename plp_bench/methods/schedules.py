@@ -11,7 +11,7 @@ started with, so one mechanism serves learning-rate schedules and momentum sched
   steps, falls back over as many, and repeats:
   ``cycle = floor(1 + t / (2 s))``, ``x = |t / s - 2 cycle + 1|``,
   ``value = low * initial + (initial - low * initial) * max(0, 1 - x)``.
-* ``demon``: decaying momentum (Chen et al., ICASSP 2022), :func:`baselines.demon.demon_momentum`
+* ``demon``: decaying momentum (Chen et al., ICASSP 2022), :func:`plp_baselines.demon.demon_momentum`
   from ``beta_init`` (default: the momentum the optimizer started with) to 0 at the last step.
 
 The field ``momentum`` means SGD's ``momentum`` or Adam's ``betas[0]``, whichever the group
@@ -24,7 +24,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from baselines.demon import demon_momentum, get_momentum, set_momentum
+from plp_baselines.demon import demon_momentum, get_momentum, set_momentum
 
 from ..core.registry import Registry
 

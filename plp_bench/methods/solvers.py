@@ -2,7 +2,7 @@
 
 ``SOLVERS`` maps a method's ``solver`` name to a factory of :class:`SolverSettings`: which
 SciPy ``OdeSolver`` integrates the linearised network's gradient flow
-(:mod:`baselines.linearized`), its tolerances, the state space and a memory limit.
+(:mod:`plp_baselines.linearized`), its tolerances, the state space and a memory limit.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from baselines.linearized import SPACES
+from plp_baselines.linearized import SPACES
 
 from ..core.registry import Registry
 

@@ -1,5 +1,5 @@
 """Weight-jump methods in the harness: the wrappers ``introspection``, ``fit-jumps``,
-``noise-jumps`` (:mod:`baselines.introspection`) and ``record-history`` (used by
+``noise-jumps`` (:mod:`plp_baselines.introspection`) and ``record-history`` (used by
 ``plp-bench introspection train``), with the jump steps resolved per run.
 
 Jump steps come from, in order: the method's own ``jump_steps`` option, the workload's
@@ -17,9 +17,9 @@ import functools
 
 import torch
 
-from baselines.introspection.histories import WeightHistoryRecorder
-from baselines.introspection.jumps import FitJumps, IntrospectionJumps, NoiseJumps, WeightJumps
-from baselines.introspection.net import SHIPPED, IntrospectionNet, load_net
+from plp_baselines.introspection.histories import WeightHistoryRecorder
+from plp_baselines.introspection.jumps import FitJumps, IntrospectionJumps, NoiseJumps, WeightJumps
+from plp_baselines.introspection.net import SHIPPED, IntrospectionNet, load_net
 
 from .build_context import PROBE_CONTEXT, BuildContext
 

@@ -2,7 +2,7 @@
 record as every other method, trained by an ODE solver instead of an optimizer.
 
 The network with the seed's initial weights is linearised on the training split
-(:mod:`baselines.linearized`); the learning rate is the method's base optimizer's (``gd`` on
+(:mod:`plp_baselines.linearized`); the learning rate is the method's base optimizer's (``gd`` on
 the workloads tuned for it); the flow is integrated up to ODE time = the workload's budget in
 steps (one unit of ODE time is one full-batch GD step). The record's curves have one entry per
 solver step: ``step`` counts solver steps and ``epoch`` is ODE time (full-batch epochs). What is
@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from baselines.linearized import (
+from plp_baselines.linearized import (
     LinearizedModel,
     flat_parameters,
     integrate,

@@ -45,7 +45,7 @@ from typing import Any
 
 import torch
 
-from baselines.optimizer_wrapper import wrappers
+from plp_baselines.optimizer_wrapper import wrappers
 
 from .. import data as data_module
 from ..core import environment

@@ -8,9 +8,9 @@ histories, as in section 4.1 of Sinha et al. (ICLR 2017).
    digits used instead, upsampled to 28x28 (bilinear), and the record says so.
 2. Split the pool's weights into training and held-out validation weights, and sample
    ``(w at 0, 0.4t, 0.7t, t) -> w at ratio * t`` examples from each
-   (:func:`baselines.introspection.histories.sample_examples`).
+   (:func:`plp_baselines.introspection.histories.sample_examples`).
 3. Train ``I`` (40 ReLU units) and its linear variant on the same examples
-   (:mod:`baselines.introspection.fitting`) and measure both, and the no-change predictor, on
+   (:mod:`plp_baselines.introspection.fitting`) and measure both, and the no-change predictor, on
    both example sets in the paper's units.
 4. Write the nets' state dicts with the held-out validation examples (``torch.save``; read back
    with ``weights_only=True``) and, next to it, a JSON record of the command, settings, seed,
@@ -32,15 +32,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from baselines.introspection.fitting import FitSettings, fit, l1_error, net_error
-from baselines.introspection.histories import (
+from plp_baselines.introspection.fitting import FitSettings, fit, l1_error, net_error
+from plp_baselines.introspection.histories import (
     PAPER_STRATA,
     Examples,
     WeightHistoryRecorder,
     sample_examples,
     split_pool,
 )
-from baselines.introspection.net import SHIPPED, IntrospectionNet
+from plp_baselines.introspection.net import SHIPPED, IntrospectionNet
 
 from .. import data, workloads
 from ..core import environment

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from baselines.linearized import (
+from plp_baselines.linearized import (
     gradient_descent,
     integrate,
     load_flat_parameters,
