@@ -124,7 +124,7 @@ class DemonMomentum(LRScheduler):
         state_dict = dict(state_dict)
         if "last_step" in state_dict and "last_epoch" not in state_dict:
             state_dict["last_epoch"] = state_dict.pop("last_step")
-        unknown = set(state_dict) - set(self.__dict__)
+        unknown = set(state_dict) - (set(self.__dict__) - {"optimizer"})
         if unknown:
             raise ValueError(f"DemonMomentum.load_state_dict: unknown keys "
                              f"{', '.join(sorted(map(repr, unknown)))}")

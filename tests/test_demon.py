@@ -44,6 +44,11 @@ def test_schedule_sets_the_groups_for_the_next_update_and_records_the_initial_va
     other = DemonMomentum(torch.optim.SGD(params, lr=0.1, momentum=0.5), total_steps=3)
     other.load_state_dict(state)
     assert other.last_step == 11 and other.total_steps == 10 and other.get_last_momentum() == [0.0]
+    other.load_state_dict({"last_step": 2, "total_steps": 10, "beta_init": 0.9})  # earlier form
+    assert other.last_step == 2 and other.get_last_momentum() == [pytest.approx(formula(0.9, 2, 10))]
+    with pytest.raises(ValueError, match="unknown keys 'optimizer'"):
+        other.load_state_dict({**state, "optimizer": None})
+    assert isinstance(DemonMomentum(sgd, total_steps=4), torch.optim.lr_scheduler.LRScheduler)
 
 
 def test_sgd_with_demon_reproduces_the_papers_update_in_float64():
