@@ -136,7 +136,7 @@ SIZES = ("ci", "full", "gpu", "smoke")
 # The registries of the harness, as the suites track them (see the module: fixed here).
 WORKLOADS = ["banknote-mlp", "breast_cancer-mlp", "cifar10-cifar1", "cifar100-googlenet",
              "cifar100-resnet18", "cifar100-vgg16", "digits-cnn", "digits-mlp", "magic-mlp",
-             "mnist-mnist1", "mnist-mnist3"]
+             "mnist-mnist1", "mnist-mnist2", "mnist-mnist3", "mnist-mnist4", "mnist-n0"]
 METHODS = ["adam", "adamw", "demon", "gd-fullbatch", "introspection", "introspection-adam",
            "introspection-linear", "jump-linear", "jump-noise", "jump-quadratic",
            "linearized-bdf", "linearized-lsoda", "plp", "plp-1n", "plp-adam", "plp-compiled",

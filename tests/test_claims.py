@@ -190,7 +190,7 @@ def test_unavailable_measurements_are_listed_with_the_reason(tmp_path):
     full = {p.workload.name: p.not_testable for p in plan_claim(plp, "full",
                                                                  data_root=str(tmp_path))}
     assert full["cifar100-resnet18"].startswith("needs CUDA")
-    assert full["mnist-mnist1-plp-protocol"].startswith("data missing")
+    assert full["mnist-n0-plp-protocol"].startswith("data missing")
     assert full["digits-mlp-plp-protocol"] is None  # bundled with scikit-learn
 
 

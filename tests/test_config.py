@@ -24,7 +24,8 @@ def check(body):
 def test_shipped_workloads():
     names = workloads.list_workloads()
     for required in ["digits-mlp", "digits-cnn", "breast_cancer-mlp", "banknote-mlp",
-                     "magic-mlp", "mnist-mnist1", "mnist-mnist3", "cifar100-vgg16",
+                     "magic-mlp", "mnist-mnist1", "mnist-mnist2", "mnist-mnist3",
+                     "mnist-mnist4", "mnist-n0", "cifar100-vgg16",
                      "cifar100-resnet18", "cifar100-googlenet", "cifar10-cifar1"]:
         assert required in names
     vgg = workloads.get("cifar100-vgg16")

@@ -3,7 +3,9 @@ the network's formula, the snapshot steps against a loop that keeps every step's
 polynomial fits against numpy.polyfit, the shipped weights against the no-change predictor."""
 
 import copy
+import hashlib
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -370,3 +372,17 @@ def test_a_weights_file_that_would_run_code_is_refused(tmp_path, capsys):
     assert "must never run" not in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="introspection train"):
         load_net(path=tmp_path / "missing.pt")
+
+
+def test_a_record_says_which_introspection_net_jumped(tmp_path):
+    params = [torch.nn.Parameter(torch.ones(3))]
+    shipped = IntrospectionJumps(torch.optim.SGD(params, lr=0.1), jump_steps=[2])
+    digest = hashlib.sha256(shipped_path().read_bytes()).hexdigest()[:16]
+    assert shipped.run_details()["predictor"]["weights"] == {
+        "net": "introspection", "file": "shipped", "sha256": digest}
+    copy = tmp_path / "mine.pt"
+    shutil.copy(shipped_path(), copy)
+    mine = IntrospectionJumps(torch.optim.SGD(params, lr=0.1), jump_steps=[2],
+                              net=load_net("introspection-linear", copy))
+    assert mine.run_details()["predictor"]["weights"] == {
+        "net": "introspection-linear", "file": "mine.pt", "sha256": digest}

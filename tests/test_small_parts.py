@@ -10,7 +10,7 @@ import torch
 from plp_bench.core import record as results
 from plp_bench.core.registry import Registry, UnknownNameError
 from plp_bench.core.stats import bootstrap_median, paired_ratios
-from plp_bench.methods.schedules import Constant, Cyclic, ScheduleRunner
+from plp_bench.methods.schedules import Constant, Cyclic, Inverse, ScheduleRunner, StepDecay
 
 
 def test_registry_duplicates_and_suggestions():
@@ -36,6 +36,25 @@ def test_cyclic_matches_the_paper_formula():
     for t in range(60):
         assert sched(0.002, t, 60) == pytest.approx(cyclic_reference(0.002, 0.5, 7, t), abs=1e-15)
     assert sched(0.002, 0, 60) == 0.001 and sched(0.002, 7, 60) == 0.002
+
+
+def test_inv_and_step_match_caffes_policies():
+    """Caffe's sgd_solver.cpp: "inv" is base_lr * (1 + gamma * iter) ^ (- power); "step" is
+    base_lr * gamma ^ (floor(iter / stepsize)). Written out in float64 by hand."""
+    inv = Inverse(gamma=1e-4, power=0.75)
+    for t in (0, 1, 2500, 3000, 10000):
+        assert inv(0.01, t, 10000) == pytest.approx(0.01 * math.pow(1.0 + 1e-4 * t, -0.75),
+                                                    rel=1e-15)
+    assert inv(0.01, 10000, 10000) == pytest.approx(0.01 / 2 ** 0.75)
+    step = StepDecay(step_size=350, gamma=0.1)
+    for t, expected in ((0, 0.1), (349, 0.1), (350, 0.01), (700, 0.001), (1049, 0.001)):
+        assert step(0.1, t, 2000) == pytest.approx(expected, rel=1e-15)
+    for bad in ({"gamma": -1.0}, {"power": math.nan}):
+        with pytest.raises(ValueError, match="inv: "):
+            Inverse(**bad)
+    for bad in ({"step_size": 0}, {"step_size": True}, {"gamma": 0.0}, {"gamma": 1.5}):
+        with pytest.raises(ValueError, match="step: "):
+            StepDecay(**bad)
 
 
 def test_schedules_drive_param_groups_and_compose():

@@ -18,6 +18,7 @@ never runs code from the file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -58,6 +59,8 @@ class IntrospectionNet(nn.Module):
             hidden = torch.relu(hidden)
         return self.outer(hidden).squeeze(-1) / self.scale
 
+    source: dict[str, str] | None = None  # set by load_net: the file and net it came from
+
     def settings(self) -> dict[str, Any]:
         return {"hidden": self.hidden, "linear": self.linear, "scale": self.scale,
                 "ratio": self.ratio}
@@ -85,7 +88,8 @@ def read_weights_file(path: str | Path) -> dict[str, Any]:
 def load_net(name: str = "introspection", path: str | Path | None = None) -> IntrospectionNet:
     """A trained ``I``: ``name`` is ``introspection`` (ReLU) or ``introspection-linear``;
     ``path`` is a weights file (default: the one shipped with this package)."""
-    contents = read_weights_file(shipped_path() if path is None else path)
+    file = shipped_path() if path is None else Path(path)
+    contents = read_weights_file(file)
     nets = contents["nets"]
     if name not in nets:
         raise ValueError(f"{path or shipped_path()}: has no net {name!r}; it has "
@@ -94,6 +98,9 @@ def load_net(name: str = "introspection", path: str | Path | None = None) -> Int
     net = IntrospectionNet(**entry["settings"])
     net.load_state_dict(entry["state_dict"])
     net.eval()
+    # which net a jump used, for the records: the shipped one, or a file by its content
+    net.source = {"net": name, "file": "shipped" if path is None else file.name,
+                  "sha256": hashlib.sha256(file.read_bytes()).hexdigest()[:16]}
     return net
 
 

@@ -66,7 +66,10 @@ class IntrospectionPredictor(Predictor):
         return torch.addmv(b2.expand(history.shape[0]), hidden, w2)
 
     def describe(self) -> dict:
-        return {"kind": "introspection", **self.net.settings()}
+        described = {"kind": "introspection", **self.net.settings()}
+        if self.net.source is not None:
+            described["weights"] = dict(self.net.source)
+        return described
 
 
 def fit_coefficients(positions: Sequence[float], degree: int, ratio: float) -> torch.Tensor:

@@ -11,6 +11,11 @@ started with, so one mechanism serves learning-rate schedules and momentum sched
   steps, falls back over as many, and repeats:
   ``cycle = floor(1 + t / (2 s))``, ``x = |t / s - 2 cycle + 1|``,
   ``value = low * initial + (initial - low * initial) * max(0, 1 - x)``.
+* ``inv``: Caffe's "inv" learning-rate policy (``caffe/src/caffe/solvers/sgd_solver.cpp``),
+  ``value = initial * (1 + gamma * t) ^ (-power)`` (Introspection's MNIST_2: gamma 1e-4,
+  power 0.75).
+* ``step``: step decay, ``value = initial * gamma ^ floor(t / step_size)`` (Caffe's "step"
+  policy; Introspection's CIFAR_1: 0.1 every 350 epochs).
 * ``demon``: decaying momentum (Chen et al., ICASSP 2022), :func:`plp_baselines.demon.demon_momentum`
   from ``beta_init`` (default: the momentum the optimizer started with) to 0 at the last step.
 
@@ -69,6 +74,41 @@ class Cyclic(Schedule):
         x = abs(step / s - 2 * cycle + 1)
         low = self.low * initial
         return low + (initial - low) * max(0.0, 1.0 - x)
+
+
+@SCHEDULES.register("inv")
+@dataclass(frozen=True)
+class Inverse(Schedule):
+    gamma: float = 1e-4
+    power: float = 0.75
+    field: str = "lr"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.gamma) and self.gamma >= 0):
+            raise ValueError(f"inv: gamma must be a finite number >= 0, got {self.gamma!r}")
+        if not (math.isfinite(self.power) and self.power >= 0):
+            raise ValueError(f"inv: power must be a finite number >= 0, got {self.power!r}")
+
+    def __call__(self, initial: float, step: int, total_steps: int) -> float:
+        return initial * (1.0 + self.gamma * step) ** (-self.power)
+
+
+@SCHEDULES.register("step")
+@dataclass(frozen=True)
+class StepDecay(Schedule):
+    step_size: int = 1000
+    gamma: float = 0.1
+    field: str = "lr"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.step_size, bool) or not isinstance(self.step_size, int) or \
+                self.step_size < 1:
+            raise ValueError(f"step: step_size must be an integer >= 1, got {self.step_size!r}")
+        if not (math.isfinite(self.gamma) and 0 < self.gamma <= 1):
+            raise ValueError(f"step: gamma must be in (0, 1], got {self.gamma!r}")
+
+    def __call__(self, initial: float, step: int, total_steps: int) -> float:
+        return initial * self.gamma ** (step // self.step_size)
 
 
 @SCHEDULES.register("demon")

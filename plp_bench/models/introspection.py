@@ -1,36 +1,80 @@
 """The networks of Sinha et al., "Introspection: Accelerating Neural Network Training by
-Learning Weight Evolution" (ICLR 2017), section 4, as the harness builds them.
+Learning Weight Evolution" (ICLR 2017), as the harness builds them, with the paper's
+initialisations.
 
-Layer shapes are written ``[kh, kw, in, out]`` as in the paper. Convolutions are 'same'-padded
-unless noted, max pooling is 2x2 with stride 2 (ceil mode, as TensorFlow's 'SAME' pooling).
+Layer shapes are written ``[kh, kw, in, out]`` (convolutions) and ``[in, out]`` (fully
+connected) as in the paper. Convolutions are 'same'-padded unless noted; max pooling is 2x2
+with stride 2 (ceil mode, as TensorFlow's 'SAME' pooling).
 
-* ``mnist1``: the network the introspection network learns from (N0): conv [5,5,1,8],
-  [5,5,8,16], [5,5,16,32], each followed by ReLU and pooling (28 -> 14 -> 7 -> 4), then
-  fc 512 -> 1024 (ReLU, dropout 0.5) -> 10. 551,818 parameters.
-* ``mnist2``: conv [5,5,1,20] and [5,5,20,50], 'valid', each with pooling (28 -> 24 -> 12 -> 8
-  -> 4), fc 800 -> 500 (ReLU) -> 10. 431,080 parameters.
-* ``mnist3``: fully connected 784 -> 800 -> 800 -> 10 with ReLU. 1,276,810 parameters.
-* ``mnist4``: an LSTM that reads the image row by row (28 steps of 28 pixels), 128 hidden
-  units, and a linear classifier on the last hidden state. 82,186 parameters.
-* ``cifar1``: conv [5,5,3,32], [5,5,32,32], [5,5,32,64], each with ReLU and pooling
-  (32 -> 16 -> 8 -> 4), fc 1024 -> 64 (ReLU) -> 10. 145,578 parameters.
+* ``n0``: the network the introspection network I was trained on (its weight histories;
+  section 3.1): conv [5,5,1,8], [5,5,8,16], [5,5,16,32], each followed by ReLU and pooling
+  (28 -> 14 -> 7 -> 4), then fc [512, 1024] (ReLU, dropout 0.5) -> [1024, 10]; torch's default
+  initialisation. 551,818 parameters. Testing I on N0 would be testing it on its own
+  training data: the paper's experiments use the networks below.
+* ``mnist1``: the paper's MNIST_1 (section 4.1): conv [5,5,1,32] and [5,5,32,64], each with
+  ReLU and pooling (28 -> 14 -> 7), fc [3136, 1024] (ReLU, then dropout 0.5) and [1024, 10].
+  Weights from a normal of standard deviation 0.01 truncated at two standard deviations,
+  biases 0.1. 3,274,634 parameters. Assumptions: the paper writes the first filter as
+  [5,5,1,8], but the second takes 32 channels and the fc layer 3136 = 7 x 7 x 64 inputs, so the
+  first has 32 filters (the network is TensorFlow's "deep MNIST" tutorial network, whose
+  truncated normal and bias 0.1 are taken; the paper gives only the standard deviation).
+* ``mnist2``: MNIST_2 (section 4.2), Caffe's LeNet: conv [5,5,1,20] and [5,5,20,50], 'valid',
+  each with pooling (28 -> 24 -> 12 -> 8 -> 4), fc [800, 500] (ReLU) and [500, 10]. Caffe's
+  "xavier" filler, :math:`U(-\\sqrt{3/n_{in}}, \\sqrt{3/n_{in}})`, for every weight; biases 0
+  (Caffe's LeNet: constant fillers). 431,080 parameters.
+* ``mnist3``: MNIST_3 (section 4.3): fully connected [784, 256], [256, 256], [256, 10] with
+  ReLU; weights from :math:`N(0, 1)` as the paper states; biases 0 (the paper is silent).
+  269,322 parameters.
+* ``mnist4``: MNIST_4 (section 4.4), an LSTM that reads the image row by row (28 steps of 28
+  pixels), 128 hidden units, and a linear classifier on the last hidden state; torch's
+  default initialisation. Assumptions: the paper names an LSTM on MNIST without its size or
+  initialisation; the row-by-row reading and 128 units are the common setting. 82,186
+  parameters.
+* ``cifar1``: a CIFAR-10 CNN, conv [5,5,3,32], [5,5,32,32], [5,5,32,64], each with ReLU and
+  pooling (32 -> 16 -> 8 -> 4), fc 1024 -> 64 (ReLU) -> 10. 145,578 parameters. Not yet the
+  paper's CIFAR_1 (64-filter convolutions with 3x3 pooling and batch norm on 24x24 crops).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 
 from .registry import MODELS, expect_shape
 
+MNIST1_STD = 0.01  # the paper's standard deviation of MNIST_1's initial weights
+MNIST1_BIAS = 0.1  # TensorFlow's deep-MNIST tutorial network's initial biases (assumed)
+
 
 def _conv_pool(c_in: int, c_out: int, padding: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 5, padding=padding), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True)]
 
 
-@MODELS.register("mnist1")
-def mnist1(*, num_classes: int, input_shape: tuple[int, ...], dropout: float = 0.5) -> nn.Module:
-    expect_shape("mnist1", input_shape, (1, 28, 28))
+def _layers_with_weights(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+@torch.no_grad()
+def truncated_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
+    """TensorFlow's ``truncated_normal``: :math:`N(0, \\sigma^2)` redrawn outside two standard
+    deviations (``torch.nn.init.trunc_normal_`` with bounds at :math:`\\pm 2\\sigma`)."""
+    return nn.init.trunc_normal_(tensor, mean=0.0, std=std, a=-2 * std, b=2 * std)
+
+
+@torch.no_grad()
+def caffe_xavier_(tensor: torch.Tensor) -> torch.Tensor:
+    """Caffe's ``xavier`` filler (its default ``variance_norm: FAN_IN``):
+    :math:`U(-\\sqrt{3 / n_{in}}, \\sqrt{3 / n_{in}})`, :math:`n_{in}` = inputs per output unit."""
+    fan_in = tensor[0].numel()
+    bound = math.sqrt(3.0 / fan_in)
+    return tensor.uniform_(-bound, bound)
+
+
+@MODELS.register("n0")
+def n0(*, num_classes: int, input_shape: tuple[int, ...], dropout: float = 0.5) -> nn.Module:
+    expect_shape("n0", input_shape, (1, 28, 28))
     return nn.Sequential(
         *_conv_pool(1, 8, 2), *_conv_pool(8, 16, 2), *_conv_pool(16, 32, 2),
         nn.Flatten(), nn.Linear(512, 1024), nn.ReLU(), nn.Dropout(dropout),
@@ -38,22 +82,44 @@ def mnist1(*, num_classes: int, input_shape: tuple[int, ...], dropout: float = 0
     )
 
 
+@MODELS.register("mnist1")
+def mnist1(*, num_classes: int, input_shape: tuple[int, ...], dropout: float = 0.5) -> nn.Module:
+    expect_shape("mnist1", input_shape, (1, 28, 28))
+    model = nn.Sequential(
+        *_conv_pool(1, 32, 2), *_conv_pool(32, 64, 2),
+        nn.Flatten(), nn.Linear(7 * 7 * 64, 1024), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(1024, num_classes),
+    )
+    for layer in _layers_with_weights(model):
+        truncated_normal_(layer.weight, MNIST1_STD)
+        nn.init.constant_(layer.bias, MNIST1_BIAS)
+    return model
+
+
 @MODELS.register("mnist2")
 def mnist2(*, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
     expect_shape("mnist2", input_shape, (1, 28, 28))
-    return nn.Sequential(
+    model = nn.Sequential(
         *_conv_pool(1, 20, 0), *_conv_pool(20, 50, 0),
         nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, num_classes),
     )
+    for layer in _layers_with_weights(model):
+        caffe_xavier_(layer.weight)
+        nn.init.zeros_(layer.bias)
+    return model
 
 
 @MODELS.register("mnist3")
 def mnist3(*, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
     expect_shape("mnist3", input_shape, (1, 28, 28))
-    return nn.Sequential(
-        nn.Flatten(), nn.Linear(784, 800), nn.ReLU(), nn.Linear(800, 800), nn.ReLU(),
-        nn.Linear(800, num_classes),
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+        nn.Linear(256, num_classes),
     )
+    for layer in _layers_with_weights(model):
+        nn.init.normal_(layer.weight, mean=0.0, std=1.0)
+        nn.init.zeros_(layer.bias)
+    return model
 
 
 class RowLSTM(nn.Module):

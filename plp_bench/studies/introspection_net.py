@@ -1,7 +1,7 @@
 """``plp-bench introspection train``: the introspection network trained from real weight
 histories, as in section 4.1 of Sinha et al. (ICLR 2017).
 
-1. Train the reference network N0 (``mnist1``: the paper's MNIST CNN; Adam, learning rate
+1. Train the reference network N0 (``n0``, the paper's section 3.1 network; Adam, learning rate
    1e-4, batch 50) through the harness's own loop (:func:`plp_bench.runs.training.train`) with a
    ``record-history`` wrapper that records a random pool of its scalar weights on a grid of
    steps. MNIST is read from the data root; only when it is absent are scikit-learn's 8x8
@@ -51,7 +51,7 @@ from ..methods.catalogue import ComponentConfig, MethodConfig
 from ..runs import training
 from ..runs.protocol import Progress
 
-REFERENCE_WORKLOAD = "mnist-mnist1"
+REFERENCE_WORKLOAD = "mnist-n0"
 
 
 @dataclass(frozen=True)
