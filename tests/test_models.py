@@ -15,7 +15,7 @@ SHAPES = {"mlp": (4,), "cnn": (1, 8, 8), "n0": (1, 28, 28), "mnist1": (1, 28, 28
 # (10 classes, 100 classes), as stated in each model's docstring
 PARAMETERS = {
     "cnn": {10: 151_306}, "n0": {10: 551_818}, "mnist1": {10: 3_274_634}, "mnist2": {10: 431_080},
-    "mnist3": {10: 269_322}, "mnist4": {10: 82_186}, "cifar1": {10: 145_578},
+    "mnist3": {10: 269_322}, "mnist4": {10: 82_186}, "cifar1": {10: 1_068_554},
     "vgg16": {10: 14_728_266, 100: 14_774_436},
     "resnet18": {10: 11_173_962, 100: 11_220_132},
     "googlenet": {10: 6_166_250, 100: 6_258_500},
@@ -94,16 +94,25 @@ PAPER_LAYERS = {
     "mnist2": [("conv", [5, 5, 1, 20]), ("conv", [5, 5, 20, 50]), ("fc", [800, 500]),
                ("fc", [500, 10])],
     "mnist3": [("fc", [784, 256]), ("fc", [256, 256]), ("fc", [256, 10])],
+    "cifar1": [("conv", [5, 5, 3, 64]), ("norm", [64]), ("conv", [5, 5, 64, 64]), ("norm", [64]),
+               ("fc", [2304, 384]), ("fc", [384, 192]), ("fc", [192, 10])],
 }
+PAPER_INPUTS = {"mnist1": (1, 28, 28), "mnist2": (1, 28, 28), "mnist3": (1, 28, 28),
+                "cifar1": (3, 32, 32)}
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_LAYERS))
 def test_the_introspection_networks_have_the_papers_layers_and_parameter_count(name):
-    model = models.create(name, num_classes=10, input_shape=(1, 28, 28))
-    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    model = models.create(name, num_classes=10, input_shape=PAPER_INPUTS[name])
+    layers = [m for m in model.modules()
+              if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.BatchNorm2d))]
     expected_count = 0
     assert len(layers) == len(PAPER_LAYERS[name])
     for layer, (kind, shape) in zip(layers, PAPER_LAYERS[name], strict=True):
+        if kind == "norm":  # a scale and a shift per channel
+            assert isinstance(layer, torch.nn.BatchNorm2d) and layer.num_features == shape[0]
+            expected_count += 2 * shape[0]
+            continue
         if kind == "conv":
             kh, kw, c_in, c_out = shape
             assert isinstance(layer, torch.nn.Conv2d)
@@ -132,12 +141,7 @@ def test_mnist1_weights_are_a_truncated_normal_of_std_0_01_and_biases_0_1():
     weights = torch.cat([m.weight.detach().flatten() for m in model.modules()
                          if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
     assert weights.abs().max().item() <= 0.02  # truncated at two standard deviations
-    # N(0, s^2) truncated to [-2s, 2s]: variance s^2 (1 - 4 phi(2) / (2 Phi(2) - 1))
-    phi2 = math.exp(-2.0) / math.sqrt(2 * math.pi)
-    mass = math.erf(2 / math.sqrt(2))
-    variance = 0.01 ** 2 * (1 - 4 * phi2 / mass)
-    fourth = 0.01 ** 4 * (3 - (2 * 8 + 3 * 2 * 2) * phi2 / mass)  # E[x^4] of the truncated normal
-    moments_within_sampling_error(weights, 0.0, variance, fourth)
+    moments_within_sampling_error(weights, 0.0, *truncated_normal_moments(0.01))
     for module in model.modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
             assert torch.all(module.bias == 0.1)
@@ -163,3 +167,30 @@ def test_mnist3_weights_are_standard_normal():
         if isinstance(module, torch.nn.Linear):
             moments_within_sampling_error(module.weight.detach().flatten(), 0.0, 1.0, 3.0)
             assert torch.all(module.bias == 0)
+
+
+def truncated_normal_moments(std):
+    """Variance and fourth moment of N(0, std^2) truncated at two standard deviations: with
+    phi the standard normal density and Z = 2 Phi(2) - 1 the mass kept,
+    E[x^2] = std^2 (1 - 4 phi(2) / Z) and E[x^4] = std^4 (3 - (2 * 2^3 + 6 * 2) phi(2) / Z)."""
+    phi2 = math.exp(-2.0) / math.sqrt(2 * math.pi)
+    mass = math.erf(2 / math.sqrt(2))
+    return std ** 2 * (1 - 4 * phi2 / mass), std ** 4 * (3 - 28 * phi2 / mass)
+
+
+def test_cifar1_weights_follow_the_papers_standard_deviations_and_it_sees_24x24():
+    torch.manual_seed(0)
+    model = models.create("cifar1", num_classes=10, input_shape=(3, 32, 32))
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    for layer, std, bias in zip(layers, (1e-4, 1e-4, 0.04, 0.04, 1 / 192),
+                                (0.0, 0.1, 0.1, 0.1, 0.0), strict=True):
+        w = layer.weight.detach().flatten()
+        assert w.abs().max().item() <= 2 * std
+        moments_within_sampling_error(w, 0.0, *truncated_normal_moments(std))
+        assert torch.all(layer.bias == bias)
+    x = torch.randn(2, 3, 32, 32)
+    inner = x.clone()
+    inner[..., :4, :] = inner[..., -4:, :] = 0  # the border outside the central 24x24
+    inner[..., :, :4] = inner[..., :, -4:] = 0
+    model.eval()
+    assert torch.equal(model(x), model(inner))

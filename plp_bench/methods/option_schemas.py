@@ -171,6 +171,10 @@ SCHEDULE_OPTIONS = {
     "constant": {"field": FIELD},
     "cyclic": {"low": Option(NUMBER, minimum=0, maximum=1),
                "step_size_up": Option(INTEGER, minimum=1), "field": FIELD},
+    "inv": {"gamma": Option(NUMBER, minimum=0), "power": Option(NUMBER, minimum=0),
+            "field": FIELD},
+    "step": {"step_size": Option(INTEGER, minimum=1), "gamma": Option(NUMBER, above=0, maximum=1),
+             "field": FIELD},
     "demon": {"beta_init": Option(NUMBER, nullable=True, minimum=0, below=1), "field": FIELD},
 }
 _SOLVER = {"rtol": Option(NUMBER, above=0), "atol": Option(NUMBER, above=0),
