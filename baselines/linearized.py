@@ -153,8 +153,28 @@ def _one_hot(labels: torch.Tensor, classes: int) -> torch.Tensor:
 
 
 class LinearizedModel:
-    """The linearised network's gradient flow on one training set: right-hand side, its
-    Jacobian, and the logits of a state. Arrays are float64 throughout."""
+    r"""The linearised network's gradient flow on one training set (Liu et al., "Adopting
+    Linear Model to Accelerate Neural Network Training", eqs. 1 and 2): the right-hand side,
+    its analytic Jacobian and the logits of a state, in float64 throughout.
+
+    .. math::
+
+        \dot\theta = -\eta J_0^T \, \partial L/\partial f \quad\text{(parameter space)},
+        \qquad \dot f = -\eta J_0 J_0^T \, \partial L/\partial f \quad\text{(function space)}
+
+    Args:
+        jacobian: :math:`J_0`, ``(N, C, P)``: the outputs' Jacobian at the initial weights.
+        outputs: :math:`f_0`, ``(N, C)``: the outputs at the initial weights.
+        labels: ``(N,)`` class indices.
+        lr: :math:`\eta`; one unit of ODE time is one full-batch gradient-descent step.
+        loss: ``cross_entropy`` or ``mse`` (one-hot targets).
+        space: ``parameter``, ``function`` or ``auto`` (the smaller state).
+        memory_limit: bytes a solve may need at most (refused with both spaces' needs above it).
+
+    How it differs from the paper: the Jacobian comes from ``torch.func`` in float64, the
+    state space is chosen by size unless forced, and memory is checked before anything large
+    is allocated (see the module).
+    """
 
     def __init__(self, jacobian: torch.Tensor, outputs: torch.Tensor, labels: torch.Tensor,
                  lr: float, *, loss: str = "cross_entropy", space: str = "auto",

@@ -37,11 +37,23 @@ PAPER_STRATA = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.25))
 
 
 class WeightHistoryRecorder(OptimizerWrapper):
-    """Steps the wrapped optimizer and records ``pool_size`` scalar weights every ``every``
-    steps (and at step 0, when created)."""
+    """Steps the wrapped optimizer and records a pool of scalar weights: the histories the
+    introspection network is trained on (Sinha et al., ICLR 2017, section 3.1: weights of N0
+    recorded through training).
+
+    Args:
+        optimizer: the optimizer to step (its param groups are this optimizer's).
+        pool_size: scalar weights recorded, drawn uniformly without replacement over all
+            parameters (the paper samples from N0's weights).
+        every: steps between recordings (and one at step 0, when created).
+        seed: the draw of the pool.
+
+    How it differs from the paper: the paper keeps every weight's history; this records a
+    fixed random pool on a grid of steps, enough to sample the training examples from.
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, pool_size: int = 20000, every: int = 10,
-                 seed: int = 0):
+                 seed: int = 0) -> None:
         super().__init__(optimizer)
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")

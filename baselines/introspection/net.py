@@ -34,10 +34,27 @@ PROVENANCE_FILE = "introspection.json"
 
 
 class IntrospectionNet(nn.Module):
-    """``I``: four past values of a weight -> its value ``ratio`` times as far into training."""
+    r"""The introspection network :math:`I` (Sinha et al., ICLR 2017, section 3): four past
+    values of one scalar weight, at steps :math:`0, 0.4t, 0.7t, t`, to its value at
+    :math:`\text{ratio} \cdot t`,
+
+    .. math::
+
+        I(w) = \big(W_2 \, \mathrm{relu}(W_1 (s\, w) + b_1) + b_2\big) / s
+
+    Args:
+        hidden: hidden units (the paper: 40).
+        linear: drop the ReLU (the paper's linear introspection baseline).
+        scale: :math:`s`, the input and output scaling (the paper: 1000).
+        ratio: how far ahead it predicts, as a multiple of :math:`t` (the paper: 2).
+
+    How it differs from the paper: none in the architecture; the shipped weights were trained
+    on this harness's own N0 histories (``introspection.json`` beside them says how), not
+    taken from the paper. ``source`` names the file and net :func:`load_net` read.
+    """
 
     def __init__(self, *, hidden: int = 40, linear: bool = False, scale: float = 1000.0,
-                 ratio: float = 2.0):
+                 ratio: float = 2.0) -> None:
         super().__init__()
         if hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {hidden}")
