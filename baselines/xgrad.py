@@ -346,7 +346,7 @@ class WeightPrediction(OptimizerWrapper):
 
     def _settings_repr(self) -> str:
         horizons = sorted({g.get("prediction_horizon", self._horizon) for g in self.param_groups})
-        return f"horizon={', '.join(map(_number, horizons))}, predicted={self.predicted}"
+        return f"horizon={', '.join(f'{h:g}' for h in horizons)}, predicted={self.predicted}"
 
 
 def weight_prediction(optimizer: Any) -> WeightPrediction:
@@ -397,10 +397,6 @@ def _plain(value: Any) -> Any:
     if torch.is_tensor(value):
         return ("tensor", id(value), value._version)
     return value
-
-
-def _number(value: float) -> str:
-    return f"{value:g}"
 
 
 def _predict_adam(params: list[torch.Tensor], states: list[dict[str, Any]],

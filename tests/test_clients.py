@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from wrapper_cases import scaled_steps
 
 from plp_baselines.demon import DemonMomentum
 from plp_baselines.xgrad import WeightPrediction, weight_prediction
@@ -123,19 +124,10 @@ def test_lightning_fp16_with_a_grad_scaler_equals_the_plain_two_phase_loop(light
     fit.fit(module, loader(batches))
 
     model = network()
-    optimizer = xgrad(model)
     reference = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
-    for index, (x, y) in enumerate(batches):  # Lightning's global_step counts skipped steps
-        optimizer.zero_grad()
-        optimizer.predict_weights()
-        with torch.autocast("cpu", dtype=torch.float16):
-            loss = F.cross_entropy(model(x), y)
-        reference.scale(loss).backward()
-        if index == POISONED:
-            poison(model)
-        reference.unscale_(optimizer)
-        reference.step(optimizer)
-        reference.update()
+    # Lightning's global_step counts skipped steps: the poisoned batch is the same one
+    scaled_steps(model, xgrad(model), reference, batches, predict=True, poison_at=POISONED,
+                 autocast_dtype=torch.float16)
     assert reference.get_scale() == scaler.get_scale() == 2.0 ** 7  # one step was skipped
     assert_same(module.net, model)
 

@@ -6,6 +6,7 @@ deselected where there is none (tests/conftest.py)."""
 import pytest
 import torch
 from helpers import tiny
+from wrapper_cases import scaled_steps
 
 from benchmarks.costs import StepBench
 from plp_baselines.optimizer_wrapper import innermost
@@ -138,7 +139,7 @@ def test_the_throughput_bench_runs_on_cuda():
 def scaled_xgrad_on_cuda(poison_at=None, skip_at=None):
     """XGrad's two phases under fp16 autocast and a CUDA GradScaler, as Lightning's
     '16-mixed' plugin drives an optimizer (the closure runs first, then ``scaler.step``)."""
-    from plp_baselines.xgrad import WeightPrediction, weight_prediction
+    from plp_baselines.xgrad import WeightPrediction
     from plp_bench import PLP
 
     torch.manual_seed(0)
@@ -147,22 +148,10 @@ def scaled_xgrad_on_cuda(poison_at=None, skip_at=None):
     optimizer = PLP(WeightPrediction(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)))
     scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 10)
     g = torch.Generator().manual_seed(1)
-    for i in range(10):
-        x = torch.randn(8, 16, generator=g).cuda()
-        y = torch.randint(0, 4, (8,), generator=g).cuda()
-        if i == skip_at:
-            continue
-        optimizer.zero_grad()
-        weight_prediction(optimizer).predict_weights()
-        with torch.autocast("cuda", dtype=torch.float16):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-        scaler.scale(loss).backward()
-        if i == poison_at:
-            with torch.no_grad():
-                next(model.parameters()).grad[0, 0] = float("inf")
-        scaler.unscale_(optimizer)
-        scaler.step(optimizer)
-        scaler.update()
+    batches = [(torch.randn(8, 16, generator=g), torch.randint(0, 4, (8,), generator=g))
+               for _ in range(10)]
+    scaled_steps(model, optimizer, scaler, batches, predict=True, skip_at=skip_at,
+                 poison_at=poison_at, autocast_dtype=torch.float16)
     return model, scaler
 
 
@@ -175,13 +164,11 @@ def test_xgrad_two_phases_under_a_cuda_grad_scaler_skip_the_poisoned_step():
 
 
 def test_xgrad_two_phases_never_wait_for_the_device():
-    from plp_baselines.xgrad import WeightPrediction
+    from plp_baselines.xgrad import weight_prediction
 
     bench = StepBench.build(get_method("xgrad-sgd"), "resnet18", batch_size=8, device="cuda")
     bench.steps(3)
-    wrapper = bench.optimizer
-    while not isinstance(wrapper, WeightPrediction):
-        wrapper = wrapper.optimizer
+    wrapper = weight_prediction(bench.optimizer)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:

@@ -25,6 +25,7 @@ from wrapper_cases import (
     WRAPPERS,
     batch,
     quadratic,
+    scaled_steps,
     sgd,
     train_step,
     training,
@@ -33,7 +34,6 @@ from wrapper_cases import (
 
 from plp_baselines.demon import DemonMomentum
 from plp_baselines.optimizer_wrapper import OptimizerWrapper, innermost
-from plp_baselines.xgrad import weight_prediction
 from plp_bench import PLP
 
 TESTS = Path(__file__).resolve().parent
@@ -278,24 +278,11 @@ def test_a_mid_cycle_checkpoint_resumes_bit_for_bit_in_a_fresh_process(tmp_path)
 
 
 def scaled_training(kind, skip_at=None, poison_at=None):
-    """Float32 training through a GradScaler; ``poison_at``: that step's gradient holds an
-    inf (the scaler skips the step); ``skip_at``: that batch is left out altogether."""
+    """Float32 training through a GradScaler (:func:`wrapper_cases.scaled_steps`)."""
     model, optimizer, _ = training(kind, seed=0)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
-    for i in range(12):
-        if i == skip_at:
-            continue
-        x, y = batch(i)
-        optimizer.zero_grad()
-        if "xgrad" in kind:  # the two-phase form: a scaler cannot drive a closure
-            weight_prediction(optimizer).predict_weights()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        scaler.scale(loss).backward()
-        if i == poison_at:
-            with torch.no_grad():
-                next(model.parameters()).grad[0, 0] = float("inf")
-        scaler.step(optimizer)
-        scaler.update()
+    scaled_steps(model, optimizer, scaler, [batch(i) for i in range(12)],
+                 predict="xgrad" in kind, skip_at=skip_at, poison_at=poison_at)
     return model, optimizer, scaler
 
 

@@ -18,7 +18,7 @@ from literals import introspection_formula, jump_history, plp_algorithm1, polyno
 
 from plp_baselines.introspection import FitJumps, IntrospectionJumps, NoiseJumps
 from plp_baselines.introspection.net import load_net
-from plp_baselines.xgrad import WeightPrediction
+from plp_baselines.xgrad import WeightPrediction, weight_prediction
 from plp_bench import PLP
 
 JUMP_STEPS = (9, 20)
@@ -184,6 +184,32 @@ def network(seed: int):
 def batch(i: int):
     g = torch.Generator().manual_seed(1000 + i)
     return torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
+
+
+def scaled_steps(model, optimizer, scaler, batches, *, predict: bool, skip_at=None,
+                 poison_at=None, autocast_dtype=None) -> None:
+    """Training through ``scaler`` as a client drives it (Lightning's fp16 plugin, timm's
+    NativeScaler): backward on the scaled loss, unscale, ``scaler.step``, ``update``.
+    ``predict``: XGrad's prediction before each forward pass (a scaler cannot drive a
+    closure); ``poison_at``: that step's gradient holds an inf (the scaler skips the step);
+    ``skip_at``: that batch is left out altogether; ``autocast_dtype``: the forward pass under
+    autocast on the model's device."""
+    device = next(model.parameters()).device
+    for i, (x, y) in enumerate(batches):
+        if i == skip_at:
+            continue
+        optimizer.zero_grad()
+        if predict:
+            weight_prediction(optimizer).predict_weights()
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss = torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device))
+        scaler.scale(loss).backward()
+        if i == poison_at:
+            with torch.no_grad():
+                next(model.parameters()).grad[0, 0] = float("inf")
+        scaler.unscale_(optimizer)
+        scaler.step(optimizer)
+        scaler.update()
 
 
 def training(kind: str, seed: int):
