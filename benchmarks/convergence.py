@@ -32,7 +32,7 @@ from .common import (
 )
 from .costs import StepBench, fresh_pair, named_method
 from .rounds import TIMING_ROUNDS
-from .sampling import interleaved_ratios, one_thread, sampled
+from .sampling import interleaved_ratios, prepare_timing, sampled
 
 # the step cost is measured for each of the size's (workload, method) pairs (68 at the ci
 # size): half a second in each of its two rounds, the minimum of calls per side beyond that
@@ -49,7 +49,7 @@ def step_cost_in_sgd_steps(workload_name: str, method_name: str) -> list[float]:
     def measure() -> list[float]:
         with harness():
             from plp_bench import data
-        one_thread()
+        prepare_timing()
         workload = benchmark_workload(workload_name)
         dataset = data.load(workload.dataset, seed=0)
         method = StepBench.on_workload(named_method(method_name), workload, dataset)
@@ -72,7 +72,7 @@ class TargetTracks:
     version = 2
 
     def setup(self, workload, method, target):
-        one_thread()
+        prepare_timing()
         self.records = convergence_records(workload, method)
         self.index = int(target) - 1
         if self.index >= len(self.records[0].targets):
@@ -120,7 +120,7 @@ class TestTracks:
     version = 1
 
     def setup(self, workload, method):
-        one_thread()
+        prepare_timing()
         self.records = convergence_records(workload, method)
         self.tested = [r.best_test for r in self.records if r.best_test is not None]
         if not self.tested:

@@ -15,7 +15,7 @@ import torch
 from .common import current_size, harness, interface_name, require_absolute_times
 from .costs import StepBench, bare, jump_wrapper, named_method, parameter_set
 from .rounds import TIMING_ROUNDS
-from .sampling import BUDGET_SECONDS, call_seconds, interleaved_ratios, one_thread, sampled
+from .sampling import BUDGET_SECONDS, call_seconds, interleaved_ratios, prepare_timing, sampled
 
 SIZE = current_size()
 JUMP_STEP = 5000
@@ -34,7 +34,7 @@ class _Jump:
     rounds = TIMING_ROUNDS
 
     def setup(self, parameters, method):
-        one_thread()
+        prepare_timing()
         with harness():
             history_steps = interface_name("plp_baselines.introspection.jumps", "history_steps")
             predict_flat = interface_name("plp_baselines.introspection.jumps", "predict_flat")

@@ -4,13 +4,14 @@ Both train the same workload's model with SGD for the same steps over the same s
 (the harness additionally runs its schedules, clock, divergence check and two evaluations).
 The goal is a per-step overhead within 5% (``track_overhead_ratio`` <= 1.05: the median time
 per step of the two loops, each timed from optimizer step to optimizer step); ``time_*`` give
-the whole-run times including the fixed costs. Everything runs on one thread; the ratio's
-samples each pair the two loops back to back (:mod:`benchmarks.sampling`).
+the whole-run times including the fixed costs. Everything runs on one thread and every time
+is that thread's CPU time (:func:`benchmarks.sampling.clock_for`: the time it waited for a
+core a neighbour held is not in it); the ratio's samples each pair the two loops back to back
+(:mod:`benchmarks.sampling`).
 """
 
 import itertools
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from .common import current_size, harness, stream_seed
 from .rounds import TIMING_ROUNDS
-from .sampling import SAMPLES, one_thread, repeated, sampled
+from .sampling import SAMPLES, clock_for, prepare_timing, repeated, sampled
 
 STEPS = 30 if current_size().name == "smoke" else 300  # smoke: that it runs
 
@@ -55,15 +56,16 @@ def plain_loop(workload, dataset, seed: int, steps: int, make_optimizer=None) ->
 
 
 class StepIntervals:
-    """While active, the wall time at the start of every optimizer step (a global step
-    pre-hook, so the harness is timed as it runs, not instrumented); :meth:`median` is the
+    """While active, the thread's CPU time at the start of every optimizer step (a global
+    step pre-hook, so the harness is timed as it runs, not instrumented); :meth:`median` is the
     median interval between consecutive starts: a loop's cost per step, robust to the odd
     step a neighbour preempted and to a loop's one-off costs."""
 
     def __enter__(self) -> "StepIntervals":
         self.starts: list[float] = []
+        clock = clock_for()
         self.handle = register_optimizer_step_pre_hook(
-            lambda optimizer, args, kwargs: self.starts.append(time.perf_counter()))
+            lambda optimizer, args, kwargs: self.starts.append(clock()))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -84,7 +86,7 @@ class LoopOverhead:
     rounds = TIMING_ROUNDS
 
     def setup(self, name):
-        one_thread()
+        prepare_timing()
         with harness():
             from plp_bench import data, run, workloads
             from plp_bench.methods import get_method
@@ -97,10 +99,16 @@ class LoopOverhead:
         self.run(workload, self.method, 0, dataset=self.dataset)
 
     def time_harness_loop(self, name):
+        """The harness's whole run of the workload (CPU seconds of its one thread)."""
         self.harness_loop(self.workload)
 
+    time_harness_loop.timer = clock_for()
+
     def time_plain_loop(self, name):
+        """The hand-written loop's whole run (CPU seconds of its one thread)."""
         plain_loop(self.workload, self.dataset, 0, STEPS)
+
+    time_plain_loop.timer = clock_for()
 
     def track_overhead_ratio(self, name):
         """Per-step overhead, harness over plain loop: the median time from the start of one

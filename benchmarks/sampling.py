@@ -1,18 +1,31 @@
 """Timings the machine's load cancels out of, returned to asv with their samples.
 
-Four rules, each measured on the 2-core CPU machine before it was chosen (see the README,
+Six rules, each measured on the 2-core CPU machine before it was chosen (see the README,
 "Comparing commits"):
 
 * **One thread.** Every suite runs torch, and the OpenBLAS under NumPy and SciPy, on one
-  thread (:func:`one_thread`, applied when the suites are imported). Two threads on two cores
-  wait for each other whenever a neighbour holds one core; one thread keeps the other core's
-  load out of the timing.
+  thread (:func:`prepare_timing`, called by every timed suite's setup). Two threads on two
+  cores wait for each other whenever a neighbour holds one core.
+* **The thread's CPU time.** On the CPU a timing reads the clock of the timing thread's own
+  CPU time (``time.thread_time``: user and system time, page faults included), not the wall
+  clock (:func:`clock_for`). With one thread doing all the work, that is the work's cost; the
+  time the thread waited for a core a neighbour held is not in it. Measured with both cores
+  kept busy by two other processes: ResNet18 update ratios spread over 0.026-0.028 of their
+  median (interquartile) on this clock against 0.32-0.62 on the wall clock. Where the host
+  waits for a device (CUDA), the wait is the cost, and the wall clock is read.
+* **Freed memory stays in the process.** glibc hands large blocks (over 128 KiB) back to the
+  kernel when they are freed, so an update that makes temporaries faults in fresh zeroed pages
+  on every call: 55,000 page faults in every three XGrad-Adam steps on ResNet18, 40% of its
+  update time, and its ratio to Adam's ranged over 1.42-2.91 in eight samples (1.88-2.02 with
+  the blocks kept).
+  :func:`retain_freed_memory` keeps freed blocks in the heap (up to glibc's 32 MiB limit per
+  block), so an update is timed as it runs in a long training process once the heap has
+  grown: the method's arithmetic and memory traffic, not the kernel's page zeroing.
 * **Paired, interleaved timings.** A cost is the ratio of the measured call to a reference call
   (the bare optimizer, the hand-written loop, SGD's step on the same model), the two timed call
-  by call in alternation in one process. A slower machine, a busy neighbour or a frequency
-  change moves both sides of the ratio together. Within a sample each side is summarised by
-  its median over the alternations (robust to the odd preempted call); the sample is the
-  ratio of the two medians.
+  by call in alternation in one process. A slower machine or a frequency change moves both
+  sides of the ratio together. Within a sample each side is summarised by its median over the
+  alternations (robust to the odd disturbed call); the sample is the ratio of the two medians.
 * **Every sample on fresh memory.** Where the tensors lie decides a memory-bound update's
   speed: one pair of ResNet18 optimizers, built once, kept its PLP/SGD ratio within 1% for a
   minute (1.24 to 1.27), while each new build settled on its own level (1.10 to 1.34 over six
@@ -24,12 +37,12 @@ Four rules, each measured on the 2-core CPU machine before it was chosen (see th
 * **Rounds interleaved across commits.** Each timing is measured in two asv rounds, separate
   processes, and two commits compared are measured B A A B (:mod:`benchmarks.rounds`): a
   machine whose speed drifts over minutes drifts under both.
-* **Samples, not one number.** A ``track_`` benchmark that returns ``{"samples": [...],
-  "number": 1}`` is stored by asv as a timing result: asv keeps the median and a 99%
-  confidence interval of it, and ``asv compare``/``asv continuous`` call a change only when
-  the samples of the two commits differ (``asv._stats.is_different``) and the medians differ
-  by more than ``--factor``. The same samples feed ``plp-bench compare``'s own test
-  (:mod:`plp_bench.report.comparison`).
+
+A ``track_`` benchmark that returns ``{"samples": [...], "number": 1}`` is stored by asv as a
+timing result: asv keeps the median and a 99% confidence interval of it, and ``asv
+compare``/``asv continuous`` call a change only when the samples of the two commits differ
+(``asv._stats.is_different``) and the medians differ by more than ``--factor``. The same
+samples feed ``plp-bench compare``'s own test (:mod:`plp_bench.report.comparison`).
 
 The garbage collector is off while a sample is timed (as in :mod:`timeit`), so a collection
 triggered by one side is not charged to it; it runs between samples, when the last copy is
@@ -38,7 +51,10 @@ dropped.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -58,11 +74,65 @@ BUDGET_SECONDS = 1.5
 Pair = tuple[Callable[[], Any], Callable[[], Any]]
 
 
+# mallopt's parameters (glibc's malloc.h) and the largest mmap threshold it accepts on a
+# 64-bit system (DEFAULT_MMAP_THRESHOLD_MAX)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_LARGEST_HEAP_BLOCK = 32 * 1024 * 1024
+
+
+def prepare_timing() -> None:
+    """What every timed suite's setup does first: one thread, freed memory kept (see the
+    module)."""
+    one_thread()
+    retain_freed_memory()
+
+
+def retain_freed_memory() -> bool:
+    """Keep freed blocks of up to 32 MiB in the process's heap instead of returning them to
+    the kernel (glibc's ``mallopt``: mmap threshold 32 MiB, no trimming, heap grown 64 MiB at
+    a time). False where the C library is not glibc, which is left as it is."""
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    settings = ((_M_MMAP_THRESHOLD, _LARGEST_HEAP_BLOCK), (_M_TRIM_THRESHOLD, 2**31 - 1),
+                (_M_TOP_PAD, 64 * 1024 * 1024))
+    return all(mallopt(parameter, value) == 1 for parameter, value in settings)
+
+
+def clock_for(device: str = "cpu") -> Callable[[], float]:
+    """The clock a timing of work on ``device`` reads (see the module): the timing thread's
+    CPU time on the CPU, the wall clock where the host waits for an accelerator."""
+    return time.thread_time if str(device) == "cpu" else time.perf_counter
+
+
+@contextmanager
+def package_clock_reads(clock: Callable[[], float]) -> Iterator[None]:
+    """While inside, ``time.perf_counter`` (the clock the installed package times its own
+    phases with, e.g. the ODE comparison's times to each threshold) reads ``clock``. For the
+    suites whose timings the package takes itself; the suites' own timings read
+    :func:`clock_for`'s clock directly."""
+    wall = time.perf_counter
+    time.perf_counter = clock
+    try:
+        yield
+    finally:
+        time.perf_counter = wall
+
+
 def one_thread() -> None:
     """Run torch's intra-op work, and the BLAS under NumPy and SciPy (the ODE solver's LU
-    factorisations), on one thread (see the module)."""
+    factorisations), on one thread (see the module).
+
+    SciPy loads its own OpenBLAS only when ``scipy.linalg`` is first used, after this has run,
+    with a thread per core: the environment variables hold it to one thread as it loads, and
+    ``threadpoolctl`` limits the libraries already loaded. (Before this, its second thread
+    spin-waited on a busy core: the ODE's LU solves took up to 10x their CPU time.)"""
     import torch
 
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = "1"
     torch.set_num_threads(1)
     try:
         from threadpoolctl import threadpool_limits
@@ -99,11 +169,12 @@ def collector_off() -> Iterator[None]:
             gc.enable()
 
 
-def seconds(call: Callable[[], Any]) -> float:
-    """Wall seconds of ``call()``."""
-    start = time.perf_counter()
+def seconds(call: Callable[[], Any], clock: Callable[[], float] | None = None) -> float:
+    """Seconds of ``call()`` on ``clock`` (default: the thread's CPU time, :func:`clock_for`)."""
+    clock = clock or clock_for()
+    start = clock()
     call()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def calls_within(budget: float, samples: int, pair_seconds: float,
@@ -130,33 +201,39 @@ def _fresh_samples(fresh: Callable[[], Any], samples: int,
 
 def interleaved_ratios(fresh_pair: Callable[[], Pair], *, samples: int = SAMPLES,
                        calls: int | None = None, budget: float = BUDGET_SECONDS,
-                       least: int = MIN_CALLS) -> list[float]:
+                       least: int = MIN_CALLS, device: str = "cpu") -> list[float]:
     """``samples`` ratios time(work) / time(reference), each on a fresh ``(work, reference)
     = fresh_pair()``. Within a sample the two are called ``calls`` times each in alternation
     after one discarded pair (a first call on new memory pays its page faults; skipped where
     a side is called once, as a weight jump is: long enough to outweigh them). By default
     ``calls`` is as many as fit the budget, judged from the first sample's discarded pair, and
-    at least ``least``. Each side is its median call, so that a call a neighbour preempted does
-    not move the sample."""
+    at least ``least``. Each side is its median call, so that a call a neighbour disturbed does
+    not move the sample. ``device``: where the work runs, which chooses the clock
+    (:func:`clock_for`)."""
+    clock = clock_for(device)
+
     def ratio(pair: Pair) -> float:
         nonlocal calls
         work, reference = pair
         if calls is None:
-            calls = calls_within(budget, samples, seconds(work) + seconds(reference), least)
+            calls = calls_within(budget, samples,
+                                 seconds(work, clock) + seconds(reference, clock), least)
         elif calls > 1:  # a single call a side (a jump: a second) is long enough alone
-            seconds(work), seconds(reference)
+            seconds(work, clock), seconds(reference, clock)
         worked, referenced = [], []
         for _ in range(calls):
-            worked.append(seconds(work))
-            referenced.append(seconds(reference))
+            worked.append(seconds(work, clock))
+            referenced.append(seconds(reference, clock))
         return statistics.median(worked) / statistics.median(referenced)
 
     return _fresh_samples(fresh_pair, samples, ratio)
 
 
 def call_seconds(fresh_work: Callable[[], Callable[[], Any]], *, samples: int = SAMPLES,
-                 budget: float = BUDGET_SECONDS, max_calls: int = 100) -> list[float]:
-    """``samples`` wall times of one call at the host's full speed: each sample is one fresh
+                 budget: float = BUDGET_SECONDS, max_calls: int = 100,
+                 device: str = "cpu") -> list[float]:
+    """``samples`` times of one call at the host's full speed, on ``device``'s clock
+    (:func:`clock_for`): each sample is one fresh
     ``work = fresh_work()``, all of them called in turn (round robin, after one discarded
     call each) as many rounds as fit ``budget`` (at least ``MIN_CALLS``, at most
     ``max_calls``), and a sample's value is the lower quartile of its calls.
@@ -166,16 +243,18 @@ def call_seconds(fresh_work: Callable[[], Callable[[], Any]], *, samples: int = 
     thread on the CPU throughout (the host's other guests), in spells of up to seconds. Round
     robin spreads every sample's calls over the whole measurement, so a spell reaches all
     samples alike and only a part of each; the lower quartile then reads the calls it did
-    not reach."""
+    not reach. (On the CPU the thread's clock already leaves out the time it waited for a
+    core; the spells of a slower host remain.)"""
+    clock = clock_for(device)
     with collector_off():
         works = [fresh_work() for _ in range(samples)]
-        probe = min(seconds(work) for work in works)  # discarded: first calls on new memory
+        probe = min(seconds(work, clock) for work in works)  # discarded: first calls on new memory
         fitting = int(budget / (samples * max(probe, 1e-9)))
         rounds = max(MIN_CALLS, min(max_calls, fitting))
         calls: list[list[float]] = [[] for _ in works]
         for _ in range(rounds):
             for timed, work in zip(calls, works, strict=True):
-                timed.append(seconds(work))
+                timed.append(seconds(work, clock))
     return [statistics.quantiles(timed, n=4, method="inclusive")[0] for timed in calls]
 
 

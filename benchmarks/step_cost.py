@@ -27,7 +27,7 @@ VGG16, GoogLeNet) and, for whole steps, batches of 128; they are skipped where t
 from .common import CIFAR_PARAMETER_SETS, current_size, require_absolute_times, require_device
 from .costs import StepBench, bare, fresh_pair, held_bytes, named_method, parameter_bytes
 from .rounds import TIMING_ROUNDS
-from .sampling import call_seconds, interleaved_ratios, one_thread, sampled
+from .sampling import call_seconds, interleaved_ratios, prepare_timing, sampled
 
 TRAINING_BATCH = 32
 CUDA_TRAINING_BATCH = 128
@@ -60,17 +60,19 @@ class UpdateTime:
     def setup(self, parameters, method):
         require_device(self.device)
         require_absolute_times()
-        one_thread()
+        prepare_timing()
         self.bench = StepBench.build(named_method(method), parameters, device=self.device)
         self.bench.steps()  # allocate state outside the timing
         self.bench.past_jumps()
 
     def track_update_seconds(self, parameters, method):
-        """Wall seconds of one PLP cycle's worth of the method's update (3 steps) on synthetic
-        gradients, one thread: each sample the lower quartile of a fresh copy's calls, spread
-        over the measurement (:func:`benchmarks.sampling.call_seconds`). An absolute time, so
-        the machine's speed is in it; ``UpdateOverhead``'s ratios cancel it."""
-        return sampled(call_seconds(lambda: self.bench.fresh_copy().steps, budget=1.0))
+        """Seconds of one PLP cycle's worth of the method's update (3 steps) on synthetic
+        gradients, one thread (its CPU time; the wall clock on a GPU): each sample the lower
+        quartile of a fresh copy's calls, spread over the measurement
+        (:func:`benchmarks.sampling.call_seconds`). An absolute time, so the machine's speed
+        is in it; ``UpdateOverhead``'s ratios cancel it."""
+        return sampled(call_seconds(lambda: self.bench.fresh_copy().steps, budget=1.0,
+                                    device=self.device))
 
     track_update_seconds.unit = "seconds"
 
@@ -87,7 +89,7 @@ class _WarmedPair:
 
     def setup(self, parameters, method):
         require_device(self.device)
-        one_thread()
+        prepare_timing()
         self.method, self.reference = warmed_pair(method, parameters, device=self.device,
                                                   steady=self.steady)
 
@@ -99,7 +101,8 @@ class UpdateOverhead(_WarmedPair):
     def track_update_time_ratio(self, parameters, method):
         """The method's update cost: the time of its update over its bare optimizer's on the
         same parameters and gradients (1.0: costs nothing extra), with samples."""
-        return sampled(interleaved_ratios(fresh_pair(self.method, self.reference)))
+        return sampled(interleaved_ratios(fresh_pair(self.method, self.reference),
+                                          device=self.device))
 
     track_update_time_ratio.unit = "ratio"
 
@@ -131,14 +134,15 @@ class TrainingStepOverhead:
 
     def setup(self, parameters, method):
         require_device(self.device)
-        one_thread()
+        prepare_timing()
         self.method, self.reference = warmed_pair(method, parameters, self.batch_size,
                                                   self.device)
 
     def track_training_step_ratio(self, parameters, method):
         """The method's cost to a training run: the time of a whole training step (forward,
         backward, update) over the bare optimizer's, with samples."""
-        return sampled(interleaved_ratios(fresh_pair(self.method, self.reference)))
+        return sampled(interleaved_ratios(fresh_pair(self.method, self.reference),
+                                          device=self.device))
 
     track_training_step_ratio.unit = "ratio"
 

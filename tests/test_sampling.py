@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,17 @@ from benchmarks import common, rounds, sampling
 
 
 class SteppedClock:
-    """``perf_counter`` that moves only when a timed call says how long it took."""
+    """The thread's CPU clock that moves only when a timed call says how long it took; the
+    wall clock is never read on the CPU."""
 
     def __init__(self):
         self.now = 0.0
 
-    def perf_counter(self) -> float:
+    def thread_time(self) -> float:
         return self.now
+
+    def perf_counter(self) -> float:
+        raise AssertionError("a CPU timing read the wall clock")
 
 
 def test_each_sample_is_a_ratio_of_median_calls_in_alternation(monkeypatch):
@@ -183,7 +188,7 @@ def test_a_loops_cost_per_step_is_its_median_interval_between_optimizer_steps(mo
     from benchmarks import loop
 
     clock = SteppedClock()
-    monkeypatch.setattr(loop, "time", clock)
+    monkeypatch.setattr(sampling, "time", clock)  # the loop reads sampling.clock_for()
     weight = torch.nn.Parameter(torch.ones(2))
     optimizer = torch.optim.SGD([weight], lr=0.1)
     costs = [0.002] * 9 + [0.5]  # a one-off cost (an evaluation) between two steps
@@ -236,3 +241,79 @@ def test_asv_measures_every_timing_in_rounds_and_every_exact_value_once():
     selected = {name for name in found if pattern.search(f"{name}('mlp', 'plp')")}
     assert selected == {name for name in found if name not in MEASURED_ONCE}
 
+
+
+def test_cpu_timings_read_the_threads_cpu_clock_and_device_timings_the_wall_clock():
+    import time
+
+    assert sampling.clock_for() is time.thread_time
+    assert sampling.clock_for("cpu") is time.thread_time
+    assert sampling.clock_for("cuda") is time.perf_counter
+    assert sampling.clock_for("cuda:1") is time.perf_counter
+
+
+def test_the_packages_own_clock_reads_the_given_clock_only_inside_the_block():
+    import time
+
+    wall = time.perf_counter
+    with sampling.package_clock_reads(lambda: 42.0):
+        assert time.perf_counter() == 42.0
+    assert time.perf_counter is wall
+    with pytest.raises(ValueError), sampling.package_clock_reads(lambda: 0.0):
+        raise ValueError("a failed measurement")
+    assert time.perf_counter is wall
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _python(*lines: str, **environment: str) -> str:
+    """What a fresh interpreter, with the suites importable, prints running ``lines``."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(environment)
+    return subprocess.run([sys.executable, "-c", "\n".join(lines)], capture_output=True,
+                          text=True, env=env, timeout=120, check=True).stdout.strip()
+
+
+def test_blas_libraries_loaded_after_the_timing_setup_get_one_thread():
+    """SciPy's OpenBLAS loads on first use of scipy.linalg, after the setup: it must come up
+    with one thread (a second one spin-waits on a busy core). Without the setup it has one a
+    core, which is what makes the test able to fail on a machine of several cores."""
+    use_scipy = ("import numpy, scipy.linalg", "scipy.linalg.lu_factor(numpy.eye(4))",
+                 "from threadpoolctl import threadpool_info",
+                 "print(max(i['num_threads'] for i in threadpool_info()))")
+    assert _python("from benchmarks.sampling import prepare_timing", "prepare_timing()",
+                   *use_scipy) == "1"
+    assert _python(*use_scipy) == str(min(os.cpu_count() or 1, 64))
+
+
+def _page_faults_of_temporaries(retain: bool) -> tuple[str, int]:
+    """Page faults of ten calls that each make and free eight 8 MiB temporaries (an update
+    over a few large layers), after one call that grows the heap."""
+    out = _python(
+        "import resource, torch",
+        "from benchmarks.sampling import retain_freed_memory",
+        f"kept = retain_freed_memory() if {retain} else None",
+        "faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt",
+        "call = lambda: [torch.ones(2 ** 21) for _ in range(8)]",
+        "call()",
+        "before = faults()",
+        "for _ in range(10):",
+        "    call()",
+        "print(kept, faults() - before)")
+    kept, faults = out.split()
+    return kept, int(faults)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_freed_blocks_stay_in_the_heap_once_the_timing_setup_ran():
+    """With glibc's defaults the freed temporaries go back to the kernel and each call faults
+    their 8 x 2,048 pages in afresh; with freed memory retained the calls reuse them."""
+    _, returned = _page_faults_of_temporaries(retain=False)
+    kept, retained = _page_faults_of_temporaries(retain=True)
+    assert kept == "True"
+    assert returned >= 10 * 8 * 2048 * 0.9
+    assert retained <= returned / 10
