@@ -13,6 +13,9 @@ optimizer applies its update with those gradients:
   :math:`\hat v = v / (1 - \beta_2^t)` (with ``amsgrad``, the running maximum of :math:`v`).
 * AdamW (decoupled weight decay :math:`\lambda`):
   :math:`\hat\theta = \theta - s \, \eta \, (\hat m / (\sqrt{\hat v} + \epsilon) + \lambda \theta)`.
+* AdaBelief and AdaM3 (:mod:`plp_baselines.adaptive`): Adam's form with their own second
+  moment :math:`s` in place of :math:`v` (the paper's fourth and fifth optimizers), and the
+  decoupled decay term where they use it.
 
 Before the first update there is no state and :math:`\hat\theta = \theta`. Beyond the paper:
 SGD without momentum has no velocity buffer; its velocity is then the last step's direction
@@ -37,6 +40,7 @@ from typing import Any, overload
 
 import torch
 
+from .adaptive import AdaptiveMoments
 from .optimizer_wrapper import OptimizerWrapper
 
 _LAST_DIRECTION = "last_direction"
@@ -74,10 +78,12 @@ class WeightPrediction(OptimizerWrapper):
     SGD's velocity :math:`v` (``momentum_buffer``; without momentum the last step's
     :math:`g + \lambda\theta`), Adam's :math:`\hat m / (\sqrt{\hat v} + \epsilon)` with
     bias-corrected moments (``amsgrad``: the running maximum of :math:`v`), AdamW's the same
-    plus :math:`\lambda \theta`. Before the first update :math:`\hat\theta = \theta`.
+    plus :math:`\lambda \theta`, AdaBelief's and AdaM3's the same with their second moment
+    :math:`s` for :math:`v`. Before the first update :math:`\hat\theta = \theta`.
 
     Args:
-        optimizer: ``torch.optim.SGD``, ``Adam`` or ``AdamW`` (or a wrapper of one), whose
+        optimizer: ``torch.optim.SGD``, ``Adam``, ``AdamW``, ``plp_baselines.adaptive.AdaBelief`` or
+            ``AdaM3`` (or a wrapper of one), whose
             update rule makes the prediction and whose ``step`` applies the update. Its param
             groups are this optimizer's (shared, so schedulers and ``GradScaler`` reach them).
         horizon: :math:`s`, the steps ahead (> 0; the paper uses 1). Per group as
@@ -124,7 +130,7 @@ class WeightPrediction(OptimizerWrapper):
 
     How it differs from the paper: SGD without momentum predicts with the last step's
     direction (the paper's SGD has momentum); the current weights are kept in one scratch
-    copy (1N) while the parameters hold the prediction; the prediction of Adam and AdamW
+    copy (1N) while the parameters hold the prediction; the prediction of the Adam family
     uses torch's folding of the bias corrections (the same values in exact arithmetic).
     """
 
@@ -132,9 +138,9 @@ class WeightPrediction(OptimizerWrapper):
         super().__init__(optimizer)
         _check_horizon(horizon)
         inner = self.innermost()
-        if not isinstance(inner, (torch.optim.SGD, torch.optim.Adam)):
-            raise ValueError(f"WeightPrediction predicts with the update rule of SGD, Adam or "
-                             f"AdamW; got {type(inner).__name__}")
+        if not isinstance(inner, (torch.optim.SGD, torch.optim.Adam, AdaptiveMoments)):
+            raise ValueError(f"WeightPrediction predicts with the update rule of SGD, Adam, "
+                             f"AdamW, AdaBelief or AdaM3; got {type(inner).__name__}")
         self._is_sgd = isinstance(inner, torch.optim.SGD)
         self._horizon = float(horizon)
         self._prediction = _Prediction(self)
@@ -232,8 +238,13 @@ class WeightPrediction(OptimizerWrapper):
         for p in params:
             if state[p]:
                 by_step.setdefault(float(state[p]["step"]), []).append(p)
+        inner = self.innermost()
+        if isinstance(inner, AdaptiveMoments):
+            second = inner.second_moment_key
+        else:
+            second = "max_exp_avg_sq" if group.get("amsgrad", False) else "exp_avg_sq"
         for t, same_step in by_step.items():
-            _predict_adam(same_step, [state[p] for p in same_step], group, horizon, t)
+            _predict_adam(same_step, [state[p] for p in same_step], group, horizon, t, second)
 
     def _remember_plain_sgd_direction(self) -> None:
         """For SGD without momentum: keep ``g + weight_decay * theta`` (``-g`` with
@@ -400,16 +411,15 @@ def _plain(value: Any) -> Any:
 
 
 def _predict_adam(params: list[torch.Tensor], states: list[dict[str, Any]],
-                  group: dict[str, Any], horizon: float, t: float) -> None:
+                  group: dict[str, Any], horizon: float, t: float, second: str) -> None:
     """``theta -= s lr (m_hat / (sqrt(v_hat) + eps) [+ wd theta])`` for parameters at step t,
-    with the bias corrections folded in as torch's Adam does:
-    ``m_hat / (sqrt(v_hat) + eps) = (m / bc1) / (sqrt(v) / sqrt(bc2) + eps)``."""
+    ``v`` the state's ``second`` moment, with the bias corrections folded in as torch's Adam
+    does: ``m_hat / (sqrt(v_hat) + eps) = (m / bc1) / (sqrt(v) / sqrt(bc2) + eps)``."""
     beta1, beta2 = group["betas"]
     lr = group["lr"]
     if group.get("decoupled_weight_decay", False) and group["weight_decay"] != 0:
         torch._foreach_mul_(params, 1 - horizon * lr * group["weight_decay"])
-    key = "max_exp_avg_sq" if group.get("amsgrad", False) else "exp_avg_sq"
-    denom = torch._foreach_sqrt([s[key] for s in states])
+    denom = torch._foreach_sqrt([s[second] for s in states])
     torch._foreach_div_(denom, math.sqrt(1 - beta2 ** t))
     torch._foreach_add_(denom, group["eps"])
     torch._foreach_addcdiv_(params, [s["exp_avg"] for s in states], denom,

@@ -137,19 +137,24 @@ SIZES = ("ci", "full", "gpu", "smoke")
 WORKLOADS = ["banknote-mlp", "breast_cancer-mlp", "cifar10-cifar1", "cifar100-googlenet",
              "cifar100-resnet18", "cifar100-vgg16", "digits-cnn", "digits-mlp", "magic-mlp",
              "mnist-mnist1", "mnist-mnist2", "mnist-mnist3", "mnist-mnist4", "mnist-n0"]
-METHODS = ["adam", "adamw", "demon", "gd-fullbatch", "introspection", "introspection-adam",
-           "introspection-linear", "jump-linear", "jump-noise", "jump-quadratic",
+METHODS = ["adabelief", "adam", "adam3", "adamw", "demon", "gd-fullbatch", "introspection",
+           "introspection-adam", "introspection-linear", "jump-linear", "jump-noise", "jump-quadratic",
            "linearized-bdf", "linearized-lsoda", "plp", "plp-1n", "plp-adam", "plp-compiled",
-           "plp-demon", "sgd", "xgrad-adam", "xgrad-adamw", "xgrad-sgd"]
+           "plp-demon", "sgd", "xgrad-adabelief", "xgrad-adam", "xgrad-adam3", "xgrad-adamw",
+           "xgrad-sgd"]
 # PLP over SGD on its other path and kernel: what they cost is measured (step_cost); how fast
 # they train is plp's (the same updates within rounding), so the convergence grid leaves them
 PLP_VARIANTS = ["plp-1n", "plp-compiled"]
+# XGrad's fourth and fifth optimizers: out of the default run, and measured at the full size
+# only (CI's time holds no more; their update rules are tested against their papers)
+XGRAD_EXTRA_OPTIMIZERS = ["adabelief", "adam3", "xgrad-adabelief", "xgrad-adam3"]
 DEFAULT_METHODS = [m for m in METHODS if m not in ("gd-fullbatch", "introspection-adam",
                                                    "linearized-bdf", "linearized-lsoda",
-                                                   *PLP_VARIANTS)]
+                                                   *PLP_VARIANTS, *XGRAD_EXTRA_OPTIMIZERS)]
 SOLVED_METHODS = ["linearized-bdf", "linearized-lsoda"]  # no optimizer step to time
 STEPPED_METHODS = [m for m in METHODS if m not in SOLVED_METHODS]
-BASE_OPTIMIZERS = ["adam", "adamw", "gd-fullbatch", "sgd"]  # the bare optimizers themselves
+# the bare optimizers themselves
+BASE_OPTIMIZERS = ["adabelief", "adam", "adam3", "adamw", "gd-fullbatch", "sgd"]
 COMPOSED_METHODS = [m for m in STEPPED_METHODS if m not in BASE_OPTIMIZERS]
 JUMP_METHODS = ["introspection", "introspection-adam", "introspection-linear", "jump-linear",
                 "jump-noise", "jump-quadratic"]
@@ -191,7 +196,8 @@ def current_size() -> Size:
         # so a change between commits is real whatever the seed count; a third seed cost CI
         # more than a minute
         # the compiled PLP kernel compiles in every benchmark process: full size only
-        uncompiled = [[m for m in names if m != "plp-compiled"] for names in every]
+        uncompiled = [[m for m in names if m not in ("plp-compiled", *XGRAD_EXTRA_OPTIMIZERS)]
+                      for names in every]
         return Size("ci", ["digits-mlp", "digits-cnn", "breast_cancer-mlp", "banknote-mlp"],
                     DEFAULT_METHODS, 2, CI_STEP_CAP, ["mlp", "resnet18"], ["mlp"],
                     ["mlp"], ["digits-mlp"], ["banknote-mlp"], *uncompiled,

@@ -72,7 +72,7 @@ def test_nested_key_path_in_run_config(tmp_path):
 
 @pytest.mark.parametrize("body, message", [
     ({"methods": ["sgd", "sdg"]},
-     "methods.1: unknown method 'sdg' (did you mean 'sgd'?); allowed: adam, adamw, demon"),
+     "methods.1: unknown method 'sdg' (did you mean 'sgd'?); allowed: adabelief, adam, adam3, adamw, demon"),
     ({"methods": [{"name": "m", "optimizer": "sgd", "hyperparameters": {"lr_": 1}}]},
      "methods.0.hyperparameters.lr_: sgd has no hyperparameter 'lr_'"),
     ({"methods": [{"name": "m", "optimizer": "sgd", "wrappers": [{"name": "nope"}]}]},

@@ -190,7 +190,7 @@ def test_bad_use_is_a_clear_value_error():
     (params[0] ** 2).sum().backward()
     with pytest.raises(RuntimeError, match="call predict_weights"):
         wp.step()
-    with pytest.raises(ValueError, match="SGD, Adam or AdamW; got Adagrad"):
+    with pytest.raises(ValueError, match="SGD, Adam, AdamW, AdaBelief or AdaM3; got Adagrad"):
         WeightPrediction(torch.optim.Adagrad(params))
     for horizon in (0, -1, math.inf, True):
         with pytest.raises(ValueError, match="horizon must be a finite number > 0"):

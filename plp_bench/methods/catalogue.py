@@ -2,7 +2,8 @@
 
 Three registries are the extension points; the training loop knows none of their members:
 
-* ``OPTIMIZERS``: base optimizers (``sgd``, ``adam``, ``adamw``), each a factory
+* ``OPTIMIZERS``: base optimizers (``sgd``, ``gd``, ``adam``, ``adamw``, ``adabelief``,
+  ``adam3``), each a factory
   ``(params, **hyperparameters) -> torch.optim.Optimizer`` with the defaults used when a
   workload was not tuned for it.
 * ``WRAPPERS``: ``(optimizer, **options) -> optimizer``, ``torch.optim.Optimizer`` subclasses
@@ -31,6 +32,7 @@ from typing import Any
 
 import torch
 
+from plp_baselines.adaptive import AdaBelief, AdaM3
 from plp_baselines.xgrad import WeightPrediction
 
 from .. import models as models_module
@@ -41,6 +43,7 @@ from .build_context import PROBE_CONTEXT, BuildContext
 from .option_schemas import (
     ADAM_HYPERPARAMETERS,
     ADAMW_HYPERPARAMETERS,
+    ADAPTIVE_MOMENTS_HYPERPARAMETERS,
     ANY,
     SCHEDULE_OPTIONS,
     SGD_HYPERPARAMETERS,
@@ -74,6 +77,9 @@ OPTIMIZERS.add("gd", OptimizerSpec(torch.optim.SGD, {"lr": 0.1, "momentum": 0.0}
 OPTIMIZERS.add("adam", OptimizerSpec(torch.optim.Adam, {"lr": 1e-3}, ADAM_HYPERPARAMETERS))
 OPTIMIZERS.add("adamw", OptimizerSpec(torch.optim.AdamW, {"lr": 1e-3, "weight_decay": 1e-2},
                                       ADAMW_HYPERPARAMETERS))
+OPTIMIZERS.add("adabelief", OptimizerSpec(AdaBelief, {"lr": 1e-3},
+                                          ADAPTIVE_MOMENTS_HYPERPARAMETERS))
+OPTIMIZERS.add("adam3", OptimizerSpec(AdaM3, {"lr": 1e-3}, ADAPTIVE_MOMENTS_HYPERPARAMETERS))
 WRAPPERS.add("plp", PLP)
 WRAPPERS.add("xgrad", WeightPrediction)
 WRAPPERS.add("introspection", weight_jumps.introspection)

@@ -145,6 +145,12 @@ ADAM_HYPERPARAMETERS = {
 }
 ADAMW_HYPERPARAMETERS = {k: v for k, v in ADAM_HYPERPARAMETERS.items()
                          if k != "decoupled_weight_decay"}
+# AdaBelief and AdaM3 (plp_baselines.adaptive): Adam's settings without AMSGrad or torch's
+# kernel choices
+ADAPTIVE_MOMENTS_HYPERPARAMETERS = {
+    k: v for k, v in ADAM_HYPERPARAMETERS.items()
+    if k in ("lr", "betas", "eps", "weight_decay", "maximize", "foreach",
+             "decoupled_weight_decay")}
 
 WRAPPER_OPTIONS = {
     "plp": {
