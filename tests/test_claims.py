@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import data_available
+from helpers import data_available, tiny
 from scipy import stats
 
 from plp_bench.claims import verdicts
-from plp_bench.claims.registry import load_claims, plan_claim, registry_path
+from plp_bench.claims.registry import METRICS, load_claims, plan_claim, registry_path
 from plp_bench.claims.report import crossover
 from plp_bench.claims.verdicts import (
     CONFIRMED,
@@ -205,8 +205,12 @@ def _shipped() -> dict:
     (lambda r: r["demon-speed"].update(control="sgdd"), "demon-speed.control: unknown name"),
     (lambda r: r["demon-speed"]["checks"][0].update(effect="ratio"),
      "demon-speed.checks.0.effect: 'ratio' is not allowed"),
-    (lambda r: r["linear-ode-banknote"]["checks"][0].update(at=0.12),
-     "linear-ode-banknote.checks.0.at: 0.12 is not a target of banknote-mlp-lr0.1"),
+    (lambda r: r["linear-ode-banknote"]["checks"][1].update(at=0.12),
+     "linear-ode-banknote.checks.1.at: 0.12 is not a target of banknote-mlp-lr0.1"),
+    (lambda r: r["linear-ode-banknote"]["checks"][0].pop("at"),
+     "linear-ode-banknote.checks.0: at: seconds_to_train_target needs the training-split error"),
+    (lambda r: [c.update(judged=False) for c in r["linear-ode-magic"]["checks"]],
+     "linear-ode-magic: checks: at least one check is judged"),
     (lambda r: r["xgrad-accuracy"]["measurements"][2].update(paper={"speed": 1.0}),
      "xgrad-accuracy.measurements.2.paper.speed: unknown key"),
     (lambda r: r["xgrad-accuracy"]["measurements"][2].update(sizes=["huge"]),
@@ -231,7 +235,7 @@ def test_a_bad_registry_entry_exits_2_naming_the_file_and_key(tmp_path, capsys, 
 
 @pytest.mark.parametrize("args,message", [
     (["--max-seeds", "2"], "--max-seeds: 2 is below the minimum 3"),
-    (["--claim", "plp-tabel4"], "unknown claim 'plp-tabel4' (did you mean 'plp-table4'?)"),
+    (["--claim", "plp-tabel4"], "unknown claim 'plp-tabel4' (did you mean 'plp-table4'"),
     (["--step-cap", "0"], "--step-cap: 0 is below the minimum 1"),
 ])
 def test_bad_flags_exit_2(tmp_path, capsys, args, message):
@@ -347,3 +351,29 @@ def test_claims_run_through_ray_with_the_same_records(ci_claims, tmp_path):
                                     if r["claim"] == "demon-speed" and not r["reason"])
     assert [{k: r[k] for k in keys} for r in on_ray["rows"]] == [
         {k: r[k] for k in keys} for r in here["rows"] if r["claim"] == "demon-speed"]
+
+
+def test_the_training_split_metrics_read_the_curves_and_censor_a_miss():
+    import dataclasses
+
+    from plp_bench import run
+    from plp_bench.methods.catalogue import get_method
+
+    record = run(tiny(steps=12, eval_every=4), get_method("sgd"), seed=0)
+    errors, curves = record.curves.train_error, record.curves
+    seconds, steps = METRICS["seconds_to_train_target"], METRICS["steps_to_train_target"]
+    at = errors[2]
+    first = next(i for i, e in enumerate(errors) if e <= at)
+    assert seconds.read(record, at) == curves.train_seconds[first]
+    assert steps.read(record, at) == curves.step[first]
+    assert not seconds.missed(record, at)
+    assert METRICS["max_train_accuracy"].read(record, None) == 1.0 - min(errors)
+    unreachable = min(errors) / 2
+    assert seconds.read(record, unreachable) == record.train_seconds
+    assert steps.read(record, unreachable) == record.steps_run
+    assert seconds.missed(record, unreachable)
+    # a record written before the training split was scored: no value, left out of the pairs
+    old = dataclasses.replace(record, curves=dataclasses.replace(
+        curves, train_error=[], train_scored_loss=[]))
+    assert seconds.read(old, at) is None and not seconds.missed(old, at)
+    assert METRICS["max_train_accuracy"].read(old, None) is None

@@ -42,7 +42,7 @@ def test_run_from_config_prints_summary_and_resumes(tmp_path):
     assert "4 runs done, 0 skipped" in first.stdout
     assert "\x1b[" not in first.stdout  # no colour codes when piped
     records = list((tmp_path / "out").rglob("*.json"))
-    assert len(records) == 4 and json.loads(records[0].read_text())["schema_version"] == 2
+    assert len(records) == 4 and json.loads(records[0].read_text())["schema_version"] == 3
     second = run_cli("run", str(config), "--seeds", "3")
     assert "2 runs done, 4 skipped" in second.stdout
 

@@ -244,7 +244,8 @@ TRAINED = [get_method(n) for n in list_methods() if METHODS.get(n).solver is Non
 @pytest.mark.parametrize("method", TRAINED, ids=[m.name for m in TRAINED])
 def test_a_training_step_never_reads_from_the_device(monkeypatch, method):
     """With the losses read only at evaluations (as on CUDA), the whole run reads values back
-    only in evaluations (3 each) and once per weight jump: nothing in a step makes the host
+    only in evaluations (3 for each split scored: validation and training rows at each point of
+    the curves, the test split at the end) and once per weight jump: nothing in a step makes the host
     wait for the device. torch.optim's step counters live on the host and are not counted."""
     workload = tiny(steps=40, eval_every=20)
     monkeypatch.setattr(training, "loss_read_interval", lambda device: 1000)
@@ -253,7 +254,8 @@ def test_a_training_step_never_reads_from_the_device(monkeypatch, method):
     mode = HostReads(exempt=lambda t: bool(optimizers) and step_counters(optimizers[0])(t))
     with mode:
         record = run(workload, method, seed=0, dataset=dataset, method_built=optimizers.append)
-    evaluations = len(record.curves.step) + 1  # the validation curve and the final test
+    # the validation and training-row curves, and the final test
+    evaluations = 2 * len(record.curves.step) + 1
     jumps = sum(len(d.get("jumps", [])) for d in record.details.values())
     guard_count = int("guard_skips" in record.details.get("PLP", {}))  # read once, for the record
     assert mode.reads.count("aten::_local_scalar_dense") == 3 * evaluations + jumps + guard_count

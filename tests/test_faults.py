@@ -110,7 +110,7 @@ def _edit(path: Path, change) -> None:
     (lambda p: _edit(p, lambda d: d["targets"][0].update(steps=1)), "checksum mismatch"),
     (lambda p: _edit(p, lambda d: d.update(train_seconds=0.001)), "checksum mismatch"),
     (lambda p: _edit(p, lambda d: d.pop("checksum")), "no checksum"),
-    (lambda p: _edit(p, lambda d: d.update(schema_version=3)), "written by a newer plp-bench"),
+    (lambda p: _edit(p, lambda d: d.update(schema_version=4)), "written by a newer plp-bench"),
     (lambda p: _edit(p, lambda d: d.update(schema_version="1")), "schema version '1'"),
     (lambda p: p.write_text("[1, 2]"), "not a run record"),
     # a relabelled, hand-edited record: schema 1 carried no checksum, so it is not believed

@@ -89,12 +89,35 @@ FORGERIES = [
     ("error rate", lambda d: d["curves"]["val_error"].__setitem__(0, 7.5), True,
      "curves.val_error.0"),
     ("curve lengths", lambda d: d["curves"]["step"].append(99), True, "lengths differ"),
+    ("training curve length", lambda d: d["curves"]["train_error"].pop(), True,
+     "lengths differ"),
+    ("training error rate", lambda d: d["curves"]["train_error"].__setitem__(1, -0.5), True,
+     "curves.train_error.1"),
+    ("schema 2 with training curves", lambda d: d.update(schema_version=2), True,
+     "a schema 2 record has no curves scored on the training split"),
+    ("schema 4", lambda d: d.update(schema_version=4), True, "newer plp-bench"),
     ("huge integer", lambda d: d.update(steps_run=10**400), True, "steps_run"),
     ("settings", lambda d: d["config"].update(settings={"precision": "fp8"}), True,
      "config.settings.precision"),
     ("workload name", lambda d: d.update(workload="../x"), True, "workload"),
     ("deep", lambda d: d["details"].update(deep=_nested(100_000)), False, "nested"),
 ]
+
+
+def test_a_schema_2_record_is_read_with_empty_training_split_curves(folder):
+    """Records written before the training split was scored stay readable: the same fields,
+    the two curves absent."""
+    victim = first(folder)
+
+    def as_schema_2(data):
+        data.update(schema_version=2)
+        for name in results.TRAINING_SPLIT_CURVES:
+            del data["curves"][name]
+
+    forge(victim, as_schema_2)
+    record = results.load(victim)
+    assert record.curves.train_error == [] and record.curves.train_scored_loss == []
+    assert len(record.curves.val_error) > 1
 
 
 def _nested(depth: int) -> list:

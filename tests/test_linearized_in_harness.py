@@ -135,7 +135,49 @@ def test_ode_table_command(tmp_path, capsys):
     assert row["ode_seconds"] > numbers[0]["jacobian_seconds"]
 
 
+def test_ode_table_over_hidden_widths(tmp_path, capsys):
+    """One table per width and a summary of the speed-up and the accuracy cost per width; the
+    network of each is the two-layer one with that many hidden units."""
+    out = tmp_path / "ode.json"
+    code = main(["ode-table", "--workload", "breast_cancer-mlp", "--lr", "0.5",
+                 "--threshold", "0.9", "--max-steps", "200", "--width", "4", "--width", "16",
+                 "--json", str(out)])
+    assert code == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "hidden width [4]" in printed and "hidden width [16]" in printed
+    assert "the linearised model over hidden widths" in printed and "accuracy cost" in printed
+    numbers = json.loads(out.read_text())
+    features = 30  # breast cancer: 30 features, 2 classes
+    assert [c["hidden"] for c in numbers] == [[4], [16]]
+    assert [c["parameters"] for c in numbers] == [(features + 1) * h + (h + 1) * 2
+                                                 for h in (4, 16)]
+
+
+def test_the_first_jacobian_of_a_process_is_not_on_the_clock(monkeypatch):
+    """A one-row Jacobian (the process's first use of torch.func) runs before the build's
+    clock starts; the timed build computes the whole split's Jacobian."""
+    from plp_bench.runs import solving
+
+    events = []
+    real = solving.network_jacobian
+
+    class Clock:
+        def perf_counter(self):
+            events.append("clock")
+            return 0.0
+
+    monkeypatch.setattr(solving, "time", Clock())
+    monkeypatch.setattr(solving, "network_jacobian",
+                        lambda network, x: events.append(len(x)) or real(network, x))
+    workload = tiny("breast_cancer-mlp", steps=10, eval_every=10)
+    dataset = data.load(workload.dataset, seed=0)
+    solving.linearize(workload, dataset, 0, 0.1, solving.SOLVERS.get("bdf")())
+    assert events == [1, "clock", len(dataset.y_train), "clock"]
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["ode-table", "--workload", "breast_cancer-mlp", "--width", "0"],
+     "--width: 0 hidden units: allowed 1 to 4096"),
     (["ode-table", "--workload", "digits-cnn"], "linearises MLPs; digits-cnn uses 'cnn'"),
     (["ode-table", "--workload", "breast_cancer-mlp", "--lr", "-1"], "-1.0 is not a learning"),
     (["ode-table", "--workload", "breast_cancer-mlp", "--solver", "euler"], "unknown solver"),

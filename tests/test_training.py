@@ -190,3 +190,52 @@ def test_the_run_entry_sends_solved_methods_to_the_solver_and_the_rest_to_the_lo
         run_linearized(workload, get_method("sgd"), seed=0)
     assert "solver" in run(workload, solved, seed=0).details
     assert "solver" not in run(workload, get_method("sgd"), seed=0).details
+
+
+def _hand_scored(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Top-1 error and mean cross-entropy over every row, one row at a time."""
+    model.eval()
+    wrong, loss = 0, 0.0
+    with torch.no_grad():
+        for row, label in zip(x, y, strict=True):
+            logits = model(row[None])[0].double()
+            wrong += int(logits.argmax().item() != label.item())
+            loss += float(torch.logsumexp(logits, 0) - logits[label])
+    return wrong / len(y), loss / len(y)
+
+
+def test_the_training_split_is_scored_at_each_evaluation_as_by_hand():
+    """At step 0 the model is the seed's initial one: its training error and loss, computed
+    row by row, are the record's first point; the last point scores the weights the run ended
+    with (the final evaluation is at the last step, before the best model is restored)."""
+    from plp_bench.runs.protocol import initial_model
+
+    workload = tiny(steps=12, eval_every=4)
+    dataset = data.load(workload.dataset, seed=3)
+    optimizers = []
+    record = run(workload, get_method("sgd"), seed=3, dataset=dataset,
+                 method_built=optimizers.append)
+    curves = record.curves
+    assert len(curves.train_error) == len(curves.step) == 4
+    start = initial_model(workload, dataset, 3, torch.device("cpu"))
+    error, loss = _hand_scored(start, dataset.x_train, dataset.y_train)
+    assert curves.train_error[0] == pytest.approx(error, abs=1e-12)
+    assert curves.train_scored_loss[0] == pytest.approx(loss, rel=1e-5)
+    assert record.config["resolved"]["train_rows_scored"] == len(dataset.y_train)
+    assert len(set(curves.train_error)) > 1 or len(set(curves.train_scored_loss)) > 1
+    # the hand-written loop trained to step 12 holds the weights of the last point
+    final = plain_loop(workload, dataset, 3, 12)
+    error, loss = _hand_scored(final, dataset.x_train, dataset.y_train)
+    assert curves.train_error[-1] == pytest.approx(error, abs=1e-12)
+    assert curves.train_scored_loss[-1] == pytest.approx(loss, rel=1e-4)
+
+
+def test_a_large_training_split_is_scored_on_a_fixed_seeded_subset():
+    from plp_bench.runs.scoring import training_rows_scored
+
+    assert training_rows_scored(500, seed=0, most=500) is None
+    rows = training_rows_scored(50_000, seed=0, most=1000)
+    assert len(rows) == 1000 == len(set(rows.tolist()))
+    assert rows.tolist() == sorted(rows.tolist()) and rows.min() >= 0 and rows.max() < 50_000
+    assert torch.equal(rows, training_rows_scored(50_000, seed=0, most=1000))
+    assert not torch.equal(rows, training_rows_scored(50_000, seed=1, most=1000))

@@ -59,14 +59,14 @@ class ClaimOutcome:
             return NOT_TESTABLE
         if self.error:
             return "failed"
-        return combine([c.verdict or NOT_CONFIRMED for c in self.checks])
+        return combine([c.verdict or NOT_CONFIRMED for c in self.checks if c.check.judged])
 
     @property
     def open(self) -> bool:
         """Whether another pair could change the verdict."""
         if self.planned.not_testable or self.error:
             return False
-        verdicts = [c.verdict for c in self.checks]
+        verdicts = [c.verdict for c in self.checks if c.check.judged]
         return CONTRADICTED not in verdicts and any(v is None for v in verdicts)
 
 

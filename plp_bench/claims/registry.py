@@ -67,6 +67,42 @@ def _censored_seconds(record: RunResult, at: float | None) -> float:
     return float(target.seconds if target.reached else record.train_seconds)
 
 
+def _first_training_hit(record: RunResult, at: float | None) -> int | None:
+    """The first evaluation whose training-split error is at or below ``at``; None if none."""
+    if at is None:
+        return None
+    for index, error in enumerate(record.curves.train_error):
+        if error <= at:
+            return index
+    return None
+
+
+def _training_target_reached(record: RunResult, at: float | None) -> bool:
+    return _first_training_hit(record, at) is not None
+
+
+def _censored_training_seconds(record: RunResult, at: float | None) -> float | None:
+    """Training seconds to the first evaluation at or below the training-split error ``at``
+    (the whole run's where none is); None for a record without the training-split curves
+    (schema 2), which the claim then leaves out."""
+    if not record.curves.train_error:
+        return None
+    hit = _first_training_hit(record, at)
+    return float(record.train_seconds if hit is None else record.curves.train_seconds[hit])
+
+
+def _censored_training_steps(record: RunResult, at: float | None) -> float | None:
+    if not record.curves.train_error:
+        return None
+    hit = _first_training_hit(record, at)
+    return float(record.steps_run if hit is None else record.curves.step[hit])
+
+
+def _max_training_accuracy(record: RunResult, at: float | None) -> float | None:
+    errors = record.curves.train_error
+    return 1.0 - min(errors) if errors else None
+
+
 @dataclass(frozen=True)
 class Metric:
     """A number read from a run record; ``censored``: a run may miss the target, and then
@@ -76,9 +112,16 @@ class Metric:
     describe: str
     short: str  # for a table's narrow column
     censored: bool = False
+    # censored metrics on the training split: any error level is a target (the curves are
+    # read), and ``at`` must be given
+    training_split: bool = False
 
     def missed(self, record: RunResult, at: float | None) -> bool:
-        return self.censored and not _at(record, at).reached
+        if not self.censored:
+            return False
+        if self.training_split:
+            return bool(record.curves.train_error) and not _training_target_reached(record, at)
+        return not _at(record, at).reached
 
 
 METRICS: dict[str, Metric] = {
@@ -97,6 +140,18 @@ METRICS: dict[str, Metric] = {
                               "steps to target", True),
     "seconds_to_target": Metric(_censored_seconds, "training seconds to the validation-error "
                                 "target", "seconds to target", True),
+    "best_epoch": Metric(lambda r, at: r.best_epoch, "epoch of the best-validation-loss model",
+                         "optimal epoch"),
+    "best_val_loss": Metric(lambda r, at: r.best_val_loss, "validation loss of the "
+                            "best-validation-loss model", "best val loss"),
+    "max_train_accuracy": Metric(_max_training_accuracy, "highest training-split accuracy over "
+                                 "the run", "max train acc"),
+    "steps_to_train_target": Metric(_censored_training_steps, "steps to the first evaluation "
+                                    "at or below the training-split error", "steps to train "
+                                    "target", True, True),
+    "seconds_to_train_target": Metric(_censored_training_seconds, "training seconds to the "
+                                      "first evaluation at or below the training-split error",
+                                      "seconds to train target", True, True),
 }
 
 
@@ -116,6 +171,9 @@ class Check:
     threshold: float | None = None
     at: float | None = field(default=None, exclusive_minimum=0.0, maximum=1.0)
     paper: float | None = None
+    # False: measured and shown beside the others, left out of the claim's verdict (a metric
+    # the paper did not judge, shown for comparison)
+    judged: bool = True
 
     @property
     def bar(self) -> float:
@@ -125,6 +183,9 @@ class Check:
     def __post_init__(self) -> None:
         if self.at is not None and not METRICS[self.metric].censored:
             raise ValueError(f"'at' applies to the *_to_target metrics, not {self.metric}")
+        if self.at is None and METRICS[self.metric].training_split:
+            raise ValueError(f"at: {self.metric} needs the training-split error to reach "
+                             f"(e.g. at: 0.10 for 90% training accuracy)")
         if self.effect == "speedup" and self.threshold is not None and self.threshold <= 0:
             raise ValueError(f"threshold: a speedup threshold is a ratio > 0, got "
                              f"{self.threshold}")
@@ -161,6 +222,8 @@ class Claim:
     def __post_init__(self) -> None:
         if not self.checks:
             raise ValueError("checks: give at least one check")
+        if not any(c.judged for c in self.checks):
+            raise ValueError("checks: at least one check is judged (judged: true)")
         if not self.measurements:
             raise ValueError("measurements: give at least one measurement")
         metrics = [c.metric for c in self.checks]
@@ -245,6 +308,8 @@ def _check_one_meaning(planned: Planned, meanings: dict[str, Any], source: str) 
 
 def _check_targets(planned: Planned, source: str) -> None:
     for i, check in enumerate(planned.claim.checks):
+        if METRICS[check.metric].training_split:
+            continue  # read off the training-split curves: any error level is a target
         if check.at is not None and check.at not in planned.workload.targets:
             raise ConfigError(
                 f"{check.at} is not a target of {planned.workload.name} (its targets: "

@@ -44,6 +44,7 @@ def _check_row(outcome: ClaimOutcome, result: CheckOutcome, size: str,
         "treatment": p.treatment.name, "control": p.control.name,
         "learning_rate": p.learning_rate, "flags": flags, "size": size,
         "metric": check.metric, "at": check.at, "effect": check.effect,
+        "judged": check.judged,
         "direction": check.direction, "threshold": check.bar,
         "paper": p.paper_value(check),
         "estimate": found.estimate if found else None, "low": found.low if found else None,
@@ -80,8 +81,9 @@ def to_json(measured: Measured, claims: list, *, size: str, max_seeds: int,
             continue
         by_dataset: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for row in rows:
+            # the judged speedup: a shown one (validation beside training) is not the claim's
             if row["claim"] == claim.name and row["effect"] == "speedup" and \
-                    row["estimate"] is not None and row["learning_rate"]:
+                    row["judged"] and row["estimate"] is not None and row["learning_rate"]:
                 by_dataset[row["dataset"]].append((row["learning_rate"], row["estimate"]))
         for dataset, points in by_dataset.items():
             crossovers.append({"claim": claim.name, "dataset": dataset,
@@ -93,7 +95,9 @@ def to_json(measured: Measured, claims: list, *, size: str, max_seeds: int,
         "seconds": seconds, "trained": measured.trained, "reused": measured.reused,
         "claims": [{"name": c.name, "paper": c.paper, "claim": c.claim,
                     "settings": c.settings, "assumptions": list(c.assumptions),
-                    "checks": [_check_text(check) for check in c.checks]}
+                    "checks": [_check_text(check) + ("" if check.judged else
+                                                     " (shown, not judged)")
+                               for check in c.checks]}
                    for c in claims],
         "rows": rows, "crossovers": crossovers,
     }
@@ -119,7 +123,8 @@ def _interval_text(row: dict[str, Any]) -> str:
 def _comparison(row: dict[str, Any]) -> str:
     from .registry import METRICS
 
-    at = f" (err {row['at']:g})" if row["at"] is not None else ""
+    split = "train err" if METRICS[row["metric"]].training_split else "err"
+    at = f" ({split} {row['at']:g})" if row["at"] is not None else ""
     sign = "/" if row["effect"] == "speedup" else "-"
     first, second = (row["control"], row["treatment"]) if row["effect"] == "speedup" else \
         (row["treatment"], row["control"])
@@ -149,6 +154,8 @@ def verdict_table(report: dict[str, Any]) -> TableData:
                      "their whole budget counts)")
         if row["excluded"]:
             text += f" ({row['excluded']} pairs without a usable value left out)"
+        if not row.get("judged", True):
+            text += " (shown beside the verdict, not part of it)"
         table.add_row(row["claim"], Cell(text, VERDICT_STYLE.get(verdict)), _comparison(row),
                       _number(row["paper"], row["effect"]), _interval_text(row),
                       str(row["pairs"]) if row["pairs"] else "—", where)

@@ -8,6 +8,8 @@ import argparse
 
 from .common import Streams
 
+MAX_WIDTH = 4096  # hidden units: the Jacobian of the widest is already gigabytes on MAGIC
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("ode-table", help="the linear-model ODE paper's table: time to "
@@ -22,6 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--threshold", action="append", type=float, metavar="ACC",
                         help="training-accuracy threshold (repeatable); default 0.80 0.85 "
                         "0.90 0.95")
+    parser.add_argument("--width", action="append", type=int, metavar="UNITS",
+                        help="hidden units of the two-layer network (repeatable: one table per "
+                        "width and a summary over them, e.g. --width 8 --width 32 --width 128 "
+                        "--width 512); default: the workload's")
     parser.add_argument("--max-steps", type=int, metavar="N",
                         help="budget in GD steps / ODE time (default: the workload's)")
     parser.add_argument("--solver", default="bdf", help="bdf (default), lsoda, radau or rk45")
@@ -44,7 +50,7 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     from ..core.tables import to_rich
     from ..methods import catalogue as methods
     from ..methods.solvers import SOLVERS
-    from ..studies.ode_comparison import PAPER_THRESHOLDS, compare, table
+    from ..studies.ode_comparison import PAPER_THRESHOLDS, compare, table, width_table
 
     out, err = streams.out, streams.err
     names = args.workload or ["banknote-mlp", "magic-mlp"]
@@ -62,6 +68,10 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     for value in (args.lr or []):
         if not value > 0:
             raise ConfigError(f"{value} is not a learning rate > 0", path=("--lr",))
+    for units in (args.width or []):
+        if not 1 <= units <= MAX_WIDTH:
+            raise ConfigError(f"{units} hidden units: allowed 1 to {MAX_WIDTH}",
+                              path=("--width",))
     thresholds = tuple(args.threshold or PAPER_THRESHOLDS)
     if any(not 0 < t <= 1 for t in thresholds):
         raise ConfigError("thresholds are training accuracies in (0, 1]", path=("--threshold",))
@@ -69,12 +79,17 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
         solver = SOLVERS.get(args.solver)(space=args.space)
     except UnknownNameError as error:
         raise ConfigError(error.problem, path=("--solver",)) from None
+    if args.width:  # a two-layer network: one hidden layer of each width
+        chosen = [workloads.override(w, {"model_options": {**w.model_options, "hidden": [units]}})
+                  for w in chosen for units in args.width]
     results = []
     for workload in chosen:
         gd = methods.MethodConfig(name="gd", optimizer="gd")
         tuned = methods.resolve_hyperparameters(gd, workload.optimizers)[0]["lr"]
         for lr in args.lr or [tuned, tuned / 10]:
-            with err.status(f"{workload.name}, eta = {lr:g}: gradient descent and the ODE ..."):
+            hidden = workload.model_options.get("hidden")
+            with err.status(f"{workload.name} (hidden {hidden}), eta = {lr:g}: gradient "
+                            f"descent and the ODE ..."):
                 try:
                     comparison = compare(workload, lr, seed=args.seed, solver=solver,
                                          thresholds=thresholds, max_steps=args.max_steps,
@@ -85,6 +100,8 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
             results.append(comparison)
             out.print(to_rich(table(comparison)))
             out.print()
+    if args.width:
+        out.print(to_rich(width_table(results)))
     if args.json:
         write_json_atomic(args.json, [asdict(c) for c in results])
         out.print(f"numbers written to {args.json}", highlight=False)

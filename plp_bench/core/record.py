@@ -5,11 +5,13 @@ sweep skip finished work), the environment, the curves, the steps and seconds to
 (``None`` when not reached), the best-validation-loss model's test metrics and the divergence
 flag. Every number a benchmark tracks from it is lower-is-better.
 
-On disk (schema 2) a record also carries ``checksum``: the SHA-256 of its canonical JSON (sorted
+On disk (schema 3) a record also carries ``checksum``: the SHA-256 of its canonical JSON (sorted
 keys, no whitespace) without that field. Reading recomputes it, so a truncated, corrupted or
-hand-edited file is refused by name instead of being averaged in. Schema 1 (the same fields,
-no checksum) is refused by name too: nothing in such a file proves it was written by a run
-rather than by hand, so it is rerun rather than believed. Any other version is refused.
+hand-edited file is refused by name instead of being averaged in. Schema 2 is schema 3 without
+the curves scored on the training split (``Curves.train_error``, ``train_scored_loss``): it is
+read, with those curves empty, and a claim that needs them says so. Schema 1 (no checksum) is
+refused by name: nothing in such a file proves it was written by a run rather than by hand,
+so it is rerun rather than believed. Any other version is refused.
 
 A record whose checksum holds is then validated field by field, as a run config is: every
 field of its type and in its range (a seed is an integer >= 0, an error rate lies in [0, 1],
@@ -34,7 +36,8 @@ from typing import Any
 
 from .config import ConfigError, field, parse, shown
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # see the module
 MAX_RECORD_BYTES = 64 * 2**20  # a long run's record is well under 1 MB
 MAX_DEPTH = 32  # nesting of a record's JSON (the harness writes at most about 8)
 MAX_SEED = 2**63 - 1
@@ -64,10 +67,21 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# training rows scored at each evaluation: the whole training split up to this many rows, else
+# this many drawn once per run (seeded); what a record scored is in its config's ``resolved``
+TRAIN_SCORED_MAX_ROWS = 10_000
+
+
 @dataclass
 class Curves:
     """One entry per evaluation (the first at step 0, before any update); ``None`` for a loss
-    that was not finite (or, at step 0, a training loss not yet measured)."""
+    that was not finite (or, at step 0, a training loss not yet measured).
+
+    ``train_loss`` is the mean of the mini-batch losses since the last evaluation (what the
+    training saw, at the weights of each step). ``train_error`` and ``train_scored_loss`` score
+    the model at the evaluation on the training split (whole up to
+    ``TRAIN_SCORED_MAX_ROWS`` rows, else a fixed seeded subset of that many): the training
+    accuracy papers report. Records written before they existed hold them empty."""
 
     step: list[int] = field(default_factory=list, minimum=0)
     epoch: list[float] = field(default_factory=list, minimum=0)
@@ -76,12 +90,19 @@ class Curves:
     val_loss: list[float | None] = field(default_factory=list)
     val_error: list[float] = field(default_factory=list, minimum=0, maximum=1)
     val_top5_error: list[float] = field(default_factory=list, minimum=0, maximum=1)
+    train_error: list[float] = field(default_factory=list, minimum=0, maximum=1)
+    train_scored_loss: list[float | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        lengths = {f.name: len(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        lengths = {f.name: len(getattr(self, f.name)) for f in dataclasses.fields(self)
+                   if f.name not in TRAINING_SPLIT_CURVES or getattr(self, f.name)}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"the curves have one entry per evaluation; their lengths "
                              f"differ: {lengths}")
+
+
+# scored on the training split, absent (empty) from records of schema 2
+TRAINING_SPLIT_CURVES = ("train_error", "train_scored_loss")
 
 
 @dataclass
@@ -144,7 +165,7 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
-        """Rebuild a record: its checksum verified (schema 2, the only one read), then every
+        """Rebuild a record: its checksum verified (schema 2 or 3), then every
         field validated (see the module); a :class:`ResultError` naming the field otherwise."""
         if not isinstance(data, Mapping) or "schema_version" not in data:
             raise ResultError("not a run record (no schema_version)")
@@ -153,15 +174,16 @@ class RunResult:
         if version == 1:
             raise ResultError("schema version 1 (no checksum): nothing in the file proves a "
                               "run wrote it, so it is not read; rerun its cell")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS or isinstance(version, bool):
             raise ResultError(f"schema version {shown(version)}; this harness reads "
-                              f"{SCHEMA_VERSION}" + (" (written by a newer plp-bench?)"
+                              f"{' and '.join(map(str, READABLE_VERSIONS))}"
+                              + (" (written by a newer plp-bench?)"
                                                      if isinstance(version, int)
                                                      and not isinstance(version, bool)
                                                      and version > SCHEMA_VERSION else ""))
         stored = data.get("checksum")
         if stored is None:
-            raise ResultError(f"no checksum: not a complete record of schema {SCHEMA_VERSION}")
+            raise ResultError(f"no checksum: not a complete record of schema {version}")
         try:
             actual = checksum(data)
         except (TypeError, ValueError, RecursionError) as err:
@@ -173,6 +195,10 @@ class RunResult:
         try:
             record = parse(cls, body)
             _check_fields(record)
+            if version == 2 and any(getattr(record.curves, name)
+                                    for name in TRAINING_SPLIT_CURVES):
+                raise ConfigError("a schema 2 record has no curves scored on the training "
+                                  "split", path=("curves",))
             return record
         except ConfigError as err:
             where = ".".join(str(p) for p in err.path) or "(top level)"

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .protocol import stream_seed
+
 
 @dataclass
 class Scores:
@@ -33,6 +35,17 @@ def score_logits(logits: torch.Tensor, y: torch.Tensor) -> Scores:
     loss, wrong, wrong5 = _counts(logits, y)
     n = len(y)
     return Scores(loss.item() / n, wrong.item() / n, wrong5.item() / n)
+
+
+def training_rows_scored(rows: int, seed: int, most: int) -> torch.Tensor | None:
+    """The training rows a run scores at each evaluation: ``None`` (all of them) when there
+    are at most ``most``, else ``most`` row indices drawn once without replacement from the
+    run's ``"train-scoring"`` seed stream, in increasing order (so the score is the same
+    whatever the batch size)."""
+    if rows <= most:
+        return None
+    generator = torch.Generator().manual_seed(stream_seed(seed, "train-scoring"))
+    return torch.randperm(rows, generator=generator)[:most].sort().values
 
 
 @torch.no_grad()

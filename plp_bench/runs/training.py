@@ -51,7 +51,14 @@ from .. import data as data_module
 from ..core import environment
 from ..core.config import to_plain
 from ..core.execution_settings import ExecutionSettings
-from ..core.record import Curves, RunResult, TargetResult, TestMetrics, config_hash
+from ..core.record import (
+    TRAIN_SCORED_MAX_ROWS,
+    Curves,
+    RunResult,
+    TargetResult,
+    TestMetrics,
+    config_hash,
+)
 from ..data import Dataset, EpochSampler, random_crop_flip
 from ..methods.build_context import BuildContext
 from ..methods.catalogue import MethodConfig, build_method
@@ -61,7 +68,7 @@ from .clock import TrainingClock
 from .device import resolve_device
 from .execution import PreparedModel, backend_flags, prepare
 from .protocol import Progress, initial_model, run_identity, step_budget, stream_seed
-from .scoring import Scores, evaluate
+from .scoring import Scores, evaluate, training_rows_scored
 
 # CUDA: the step losses read in one synchronisation per this many steps (see the module)
 LOSS_READ_EVERY = 50
@@ -214,6 +221,10 @@ class _TrainedRun:
         self.schedules = ScheduleRunner(self.optimizer, self.built.schedules, self.total_steps)
         torch.manual_seed(stream_seed(seed, "dropout"))
 
+        scored = training_rows_scored(rows, seed, TRAIN_SCORED_MAX_ROWS)
+        self.train_scored = ((dataset.x_train, dataset.y_train) if scored is None else
+                             (dataset.x_train[scored.to(dataset.x_train.device)],
+                              dataset.y_train[scored.to(dataset.y_train.device)]))
         self.clock = TrainingClock(self.device)
         self.curves = Curves()
         self.targets = [TargetResult(t) for t in workload.targets]
@@ -305,6 +316,9 @@ class _TrainedRun:
             if math.isfinite(scores.loss) and scores.loss < self.best.loss:
                 state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 self.best = _Best(scores.loss, state, self.step)
+            on_training_rows = evaluate(self.model, *self.train_scored,
+                                        self.workload.eval_batch_size,
+                                        self.prepared.evaluate_forward)
         epoch = self.step / self.per_epoch
         curves = self.curves
         curves.step.append(self.step)
@@ -314,6 +328,9 @@ class _TrainedRun:
         curves.val_loss.append(scores.loss if math.isfinite(scores.loss) else None)
         curves.val_error.append(scores.error)
         curves.val_top5_error.append(scores.top5_error)
+        curves.train_error.append(on_training_rows.error)
+        curves.train_scored_loss.append(
+            on_training_rows.loss if math.isfinite(on_training_rows.loss) else None)
         self.last_val_error = scores.error
         for t in self.targets:
             if t.steps is None and scores.error <= t.target:
@@ -349,6 +366,7 @@ class _TrainedRun:
                              compilations=self.prepared.compilations)
         resolved = {"hyperparameters": to_plain(self.built.hyperparameters),
                     "tuned": self.built.tuned, "batch_size": self.batch_size,
+                    "train_rows_scored": len(self.train_scored[1]),
                     "steps_per_epoch": self.per_epoch, "total_steps": self.total_steps,
                     "eval_every": self.period, "dataset": self.dataset.describe(),
                     "execution": execution}

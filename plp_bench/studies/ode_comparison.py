@@ -146,3 +146,27 @@ def table(comparison: Comparison) -> TableData:
                     "—" if row.ode_time is None else f"{row.ode_time:.1f}",
                     "—" if speedup is None else f"{speedup:.2f}x")
     return out
+
+
+def width_table(comparisons: list[Comparison]) -> TableData:
+    """Where the linearised model's speed-up and its accuracy cost go as the two-layer network
+    widens (the NTK regime is the wide one): one row per (workload, rate, width), the speed-up
+    at each threshold and the test accuracy of each side."""
+    thresholds = sorted({row.threshold for c in comparisons for row in c.rows})
+    out = TableData(
+        "the linearised model over hidden widths",
+        [Column("workload", numeric=False), Column("eta"), Column("width"), Column("P"),
+         *[Column(f"speedup @ {t:.2f}") for t in thresholds], Column("NN test acc"),
+         Column("linearised test acc"), Column("accuracy cost")],
+        caption=("speedup: gradient descent's seconds over the ODE's to the training accuracy "
+                 "('—': one side did not reach it); accuracy cost: the linearised model's test "
+                 "accuracy minus gradient descent's network's (negative: the linearisation "
+                 "costs accuracy). Seconds are wall time of one process."))
+    for c in comparisons:
+        by_threshold = {row.threshold: row.speedup for row in c.rows}
+        out.add_row(c.workload, f"{c.lr:g}", " x ".join(map(str, c.hidden)), str(c.parameters),
+                    *["—" if by_threshold.get(t) is None else f"{by_threshold[t]:.2f}x"
+                      for t in thresholds],
+                    f"{c.gd_test_accuracy:.4f}", f"{c.ode_linear_test_accuracy:.4f}",
+                    f"{c.ode_linear_test_accuracy - c.gd_test_accuracy:+.4f}")
+    return out
