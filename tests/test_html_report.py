@@ -120,7 +120,11 @@ def test_commit_page_has_curves_bars_profiles_ode_and_environment(page):
     path, found = page
     text = path.read_text()
     parsed = _Page(text)
-    assert parsed.svgs == 1 + 2 * 2  # profiles; curves and bars per workload
+    # profiles; per workload the curves, the bars, training accuracy and SGD - PLP's losses
+    assert parsed.svgs == 1 + 4 * 2
+    assert text.count("<h3>Training accuracy</h3>") == 2
+    assert text.count("<h3>Validation loss differences</h3>") == 2
+    assert "sgd - plp (mean " in text and "plp - demon" not in text  # no DEMON runs here
     assert parsed.ids == ["overall", "breast_cancer-mlp", "digits-mlp", "ode", "environment"]
     assert "diverged run (stopped)" in text  # the diverged runs are drawn
     assert "target 0.3" in text and "target 0.1" in text
@@ -140,6 +144,22 @@ def test_commit_page_has_curves_bars_profiles_ode_and_environment(page):
     # nothing fetched: no external stylesheet, script, image or link target
     assert not re.search(r'(src|href)="(https?:)?//', text)
     assert "<link" not in text and "@import" not in text and "<script" not in text
+
+
+def test_loss_differences_are_paired_by_seed_as_by_hand(folder):
+    """SGD - PLP at each evaluation: the median over seeds of the two runs' validation losses
+    of the same seed."""
+    records = [r for r in read_folders([folder]).records if r.workload == "digits-mlp"]
+    runs = {m: [r for r in records if r.method == m] for m in ("sgd", "plp")}
+    epochs, medians = figures.paired_loss_differences(runs, "sgd", "plp")
+    by_seed = {r.seed: r for r in runs["plp"]}
+    for i, median in enumerate(medians):
+        by_hand = sorted(r.curves.val_loss[i] - by_seed[r.seed].curves.val_loss[i]
+                         for r in runs["sgd"])
+        assert median == pytest.approx(by_hand[1])  # three seeds: the middle one
+    assert list(epochs) == runs["sgd"][0].curves.epoch
+    assert figures.paired_loss_differences(runs, "plp", "demon") is None
+    assert figures.loss_differences("digits-mlp", {"sgd": runs["sgd"]}, {}) is None
 
 
 def test_report_json_holds_the_asv_suite_headline_numbers(page):

@@ -180,6 +180,10 @@ def build_commit_page(found: RecordSet, out_dir: Path, *, commit: str | None,
             "curves": Markup(figures.learning_curves(s.workload, grouped[s.workload],
                                                      s.targets, colours)),
             "bars": Markup(figures.time_to_target_bars(s, colours)),
+            "train_curves": _markup(figures.training_accuracy_curves(
+                s.workload, grouped[s.workload], colours)),
+            "loss_differences": _markup(figures.loss_differences(
+                s.workload, grouped[s.workload], colours)),
         })
     steps, seconds = summary.primary_times(summaries)
     profiles = Markup(figures.performance_profiles(
@@ -207,6 +211,10 @@ def build_commit_page(found: RecordSet, out_dir: Path, *, commit: str | None,
                         if k in ("device_name", "torch", "threads")},
     }, mode=PAGE_MODE)
     return write_text_atomic(folder / "index.html", page, mode=PAGE_MODE)
+
+
+def _markup(svg: str | None) -> Markup | None:
+    return None if svg is None else Markup(svg)
 
 
 def page_folder(out_dir: Path, commit: str) -> Path:

@@ -105,6 +105,88 @@ def learning_curves(workload: str, runs: Mapping[str, list[RunResult]], targets:
     return to_svg(figure, f"curves-{workload}")
 
 
+def training_accuracy_curves(workload: str, runs: Mapping[str, list[RunResult]],
+                             colours: Mapping[str, str]) -> str | None:
+    """Training-split accuracy against epochs (the PLP paper's Fig. 3): per method the median
+    over its runs that scored the training split (line) and the interquartile range (band).
+    None when no run did (records of schema 2)."""
+    figure = Figure(figsize=(11, 4.0), layout="constrained")
+    ax = figure.subplots()
+    drawn = False
+    for method in sorted(runs, key=lambda m: (colours.get(m) != REFERENCE_COLOUR, m)):
+        scored = [r for r in runs[method] if r.curves.train_error and not r.diverged]
+        if not scored:
+            continue
+        length = min(len(r.curves.train_error) for r in scored)
+        accuracy = [[1.0 - r.curves.train_error[i] for r in scored] for i in range(length)]
+        mid, low, high = _quantiles(accuracy)
+        epochs = np.array(scored[0].curves.epoch[:length], dtype=float)
+        ax.plot(epochs, mid, color=colours[method], lw=1.4, label=method)
+        if len(scored) > 1:
+            ax.fill_between(epochs, low, high, color=colours[method], alpha=0.15, lw=0)
+        drawn = True
+    if not drawn:
+        return None
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training accuracy")
+    ax.grid(True, alpha=0.3)
+    figure.suptitle(f"{workload}: accuracy on the training split at each evaluation, median "
+                    "over seeds (band: interquartile range)", fontsize=11)
+    figure.legend(loc="outside lower center", ncol=min(6, max(1, len(runs))), fontsize=8,
+                  frameon=False)
+    return to_svg(figure, f"train-{workload}")
+
+
+# the PLP paper's Fig. 4: SGD - PLP and PLP - DEMON, per epoch
+LOSS_DIFFERENCE_PAIRS = (("sgd", "plp"), ("plp", "demon"))
+
+
+def paired_loss_differences(runs: Mapping[str, list[RunResult]], first: str, second: str
+                            ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Epochs and the median over seeds of ``first``'s validation loss minus ``second``'s at
+    each evaluation, the runs paired by seed (same initial weights and batches); None without
+    a pair. Evaluations where either loss was not finite are left out of the median."""
+    by_seed = {r.seed: r for r in runs.get(second, []) if not r.diverged}
+    pairs = [(r, by_seed[r.seed]) for r in runs.get(first, [])
+             if r.seed in by_seed and not r.diverged]
+    if not pairs:
+        return None
+    length = min(min(len(a.curves.val_loss), len(b.curves.val_loss)) for a, b in pairs)
+    medians = []
+    for i in range(length):
+        values = [a.curves.val_loss[i] - b.curves.val_loss[i] for a, b in pairs
+                  if a.curves.val_loss[i] is not None and b.curves.val_loss[i] is not None]
+        medians.append(float(np.median(values)) if values else math.nan)
+    return np.array(pairs[0][0].curves.epoch[:length], dtype=float), np.array(medians)
+
+
+def loss_differences(workload: str, runs: Mapping[str, list[RunResult]],
+                     colours: Mapping[str, str]) -> str | None:
+    """The PLP paper's Fig. 4: per epoch, SGD's validation loss minus PLP's and PLP's minus
+    DEMON's (paired by seed, median over seeds), each with its mean over the run as a dashed
+    line (above 0: the first method's loss is higher). None without either pair."""
+    curves = {pair: paired_loss_differences(runs, *pair) for pair in LOSS_DIFFERENCE_PAIRS}
+    curves = {pair: c for pair, c in curves.items() if c is not None}
+    if not curves:
+        return None
+    figure = Figure(figsize=(11, 3.8), layout="constrained")
+    ax = figure.subplots()
+    for (first, second), (epochs, differences) in curves.items():
+        colour = colours.get(second if first == "sgd" else first, REFERENCE_COLOUR)
+        mean = float(np.nanmean(differences))
+        ax.plot(epochs, differences, color=colour, lw=1.3,
+                label=f"{first} - {second} (mean {mean:+.4f})")
+        ax.axhline(mean, color=colour, ls="--", lw=1)
+    ax.axhline(0.0, color="#555555", lw=0.8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation loss difference")
+    ax.grid(True, alpha=0.3)
+    figure.suptitle(f"{workload}: validation loss differences, paired by seed (median; dashed: "
+                    "the mean over the run)", fontsize=11)
+    figure.legend(loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    return to_svg(figure, f"loss-differences-{workload}")
+
+
 def _cut_slow_tail(ax, ends: Mapping[str, float], factor: float = 5.0) -> None:
     """End the seconds axis at the slowest method within ``factor`` times the median method's
     run time, naming the methods that run on past it (an ODE solver taking a minute would
