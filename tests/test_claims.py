@@ -377,3 +377,20 @@ def test_the_training_split_metrics_read_the_curves_and_censor_a_miss():
         curves, train_error=[], train_scored_loss=[]))
     assert seconds.read(old, at) is None and not seconds.missed(old, at)
     assert METRICS["max_train_accuracy"].read(old, None) is None
+
+
+def test_crossover_lines_name_the_network_width_they_belong_to():
+    from plp_bench import workloads
+    from plp_bench.claims.report import _hidden, crossover_lines
+
+    banknote = workloads.get("banknote-mlp")
+    assert _hidden(banknote) == [32]
+    assert _hidden(workloads.override(banknote, {"model_options": {"hidden": [8]}})) == [8]
+    assert _hidden(workloads.get("digits-cnn")) is None
+    lines = crossover_lines({"crossovers": [
+        {"claim": "linear-ode-banknote", "dataset": "banknote", "hidden": [8],
+         "rates": [0.01, 0.1], "speedups": [2.0, 0.5], "crossover": 0.03},
+        {"claim": "linear-ode-banknote", "dataset": "banknote", "hidden": None,
+         "rates": [0.1], "speedups": [0.5], "crossover": None}]})
+    assert lines[0].startswith("linear-ode-banknote on banknote (hidden [8]): speedup crosses 1")
+    assert lines[1].startswith("linear-ode-banknote on banknote: speedup does not cross 1")

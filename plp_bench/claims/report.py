@@ -42,7 +42,8 @@ def _check_row(outcome: ClaimOutcome, result: CheckOutcome, size: str,
         "claim": p.claim.name, "measurement": p.index, "workload": p.workload.name,
         "dataset": p.workload.dataset,
         "treatment": p.treatment.name, "control": p.control.name,
-        "learning_rate": p.learning_rate, "flags": flags, "size": size,
+        "learning_rate": p.learning_rate, "hidden": _hidden(p.workload), "flags": flags,
+        "size": size,
         "metric": check.metric, "at": check.at, "effect": check.effect,
         "judged": check.judged,
         "direction": check.direction, "threshold": check.bar,
@@ -56,6 +57,12 @@ def _check_row(outcome: ClaimOutcome, result: CheckOutcome, size: str,
                           "failed" if outcome.error else result.verdict or "not confirmed"),
         "verdict": outcome.verdict, "reason": p.not_testable or outcome.error,
     }
+
+
+def _hidden(workload) -> list[int] | None:
+    """The hidden widths of an MLP workload (what the ODE claims vary beside the rate)."""
+    hidden = workload.model_options.get("hidden") if workload.model == "mlp" else None
+    return list(hidden) if isinstance(hidden, (list, tuple)) else None
 
 
 def crossover(points: list[tuple[float, float]]) -> float | None:
@@ -79,14 +86,17 @@ def to_json(measured: Measured, claims: list, *, size: str, max_seeds: int,
     for claim in claims:
         if not claim.crossover:
             continue
-        by_dataset: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        # one crossover per dataset and network width: the rates of one network
+        by_network: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
         for row in rows:
             # the judged speedup: a shown one (validation beside training) is not the claim's
             if row["claim"] == claim.name and row["effect"] == "speedup" and \
                     row["judged"] and row["estimate"] is not None and row["learning_rate"]:
-                by_dataset[row["dataset"]].append((row["learning_rate"], row["estimate"]))
-        for dataset, points in by_dataset.items():
+                key = (row["dataset"], tuple(row["hidden"] or ()))
+                by_network[key].append((row["learning_rate"], row["estimate"]))
+        for (dataset, hidden), points in by_network.items():
             crossovers.append({"claim": claim.name, "dataset": dataset,
+                               "hidden": list(hidden) or None,
                                "rates": [x for x, _ in sorted(points)],
                                "speedups": [y for _, y in sorted(points)],
                                "crossover": crossover(points)})
@@ -169,7 +179,8 @@ def crossover_lines(report: dict[str, Any]) -> list[str]:
                                                                  item["speedups"], strict=True))
         where = (f"crosses 1 at lr {item['crossover']:.3g} (the treatment wins below it)"
                  if item["crossover"] is not None else "does not cross 1 over the rates measured")
-        lines.append(f"{item['claim']} on {item['dataset']}: speedup {where}; {points}")
+        width = f" (hidden {item['hidden']})" if item.get("hidden") else ""
+        lines.append(f"{item['claim']} on {item['dataset']}{width}: speedup {where}; {points}")
     return lines
 
 
