@@ -91,13 +91,20 @@ def prepare_timing() -> None:
     retain_freed_memory()
 
 
+def _glibc_function(name: str) -> Any | None:
+    """The C library's function ``name``, or None where the library is not glibc."""
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def retain_freed_memory() -> bool:
     """Keep freed blocks of up to 32 MiB in the process's heap instead of returning them to
     the kernel (glibc's ``mallopt``: mmap threshold 32 MiB, no trimming, heap grown 64 MiB at
     a time). False where the C library is not glibc, which is left as it is."""
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
+    mallopt = _glibc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     settings = ((_M_MMAP_THRESHOLD, _LARGEST_HEAP_BLOCK), (_M_TRIM_THRESHOLD, 2**31 - 1),
@@ -108,9 +115,8 @@ def retain_freed_memory() -> bool:
 def release_freed_memory() -> bool:
     """Hand the heap's free pages back to the kernel (glibc's ``malloc_trim(0)``, which also
     releases whole free pages inside the heap); False where the C library is not glibc."""
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+    trim = _glibc_function("malloc_trim")
+    if trim is None:
         return False
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)

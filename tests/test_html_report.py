@@ -383,3 +383,15 @@ def test_a_method_far_slower_than_the_rest_cuts_the_seconds_axis_and_is_named():
     limits = untouched.get_xlim()
     figures._cut_slow_tail(untouched, {"sgd": 1.0, "plp": 1.2, "adam": 3.0})
     assert untouched.get_xlim() == limits and not untouched.texts
+
+
+def test_each_loss_difference_is_drawn_in_the_colour_of_the_method_plp_meets(folder):
+    import dataclasses
+
+    records = [r for r in read_folders([folder]).records if r.workload == "digits-mlp"]
+    runs = {m: [r for r in records if r.method == m] for m in ("sgd", "plp")}
+    runs["demon"] = [dataclasses.replace(r, method="demon") for r in runs["sgd"]]
+    colours = figures.method_colours(list(runs))
+    svg = figures.loss_differences("digits-mlp", runs, colours)
+    assert "sgd - plp (mean" in svg and "plp - demon (mean" in svg
+    assert colours["sgd"] in svg and colours["demon"] in svg and colours["plp"] not in svg

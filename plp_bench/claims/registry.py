@@ -81,21 +81,23 @@ def _training_target_reached(record: RunResult, at: float | None) -> bool:
     return _first_training_hit(record, at) is not None
 
 
-def _censored_training_seconds(record: RunResult, at: float | None) -> float | None:
-    """Training seconds to the first evaluation at or below the training-split error ``at``
-    (the whole run's where none is); None for a record without the training-split curves
-    (schema 2), which the claim then leaves out."""
+def _censored_training(record: RunResult, at: float | None, curve: str,
+                       whole: float) -> float | None:
+    """``curve`` (``train_seconds`` or ``step``) at the first evaluation at or below the
+    training-split error ``at``, ``whole`` (the run's) where none is; None for a record
+    without the training-split curves (schema 2), which the claim then leaves out."""
     if not record.curves.train_error:
         return None
     hit = _first_training_hit(record, at)
-    return float(record.train_seconds if hit is None else record.curves.train_seconds[hit])
+    return float(whole if hit is None else getattr(record.curves, curve)[hit])
+
+
+def _censored_training_seconds(record: RunResult, at: float | None) -> float | None:
+    return _censored_training(record, at, "train_seconds", record.train_seconds)
 
 
 def _censored_training_steps(record: RunResult, at: float | None) -> float | None:
-    if not record.curves.train_error:
-        return None
-    hit = _first_training_hit(record, at)
-    return float(record.steps_run if hit is None else record.curves.step[hit])
+    return _censored_training(record, at, "step", record.steps_run)
 
 
 def _max_training_accuracy(record: RunResult, at: float | None) -> float | None:

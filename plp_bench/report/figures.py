@@ -172,7 +172,8 @@ def loss_differences(workload: str, runs: Mapping[str, list[RunResult]],
     figure = Figure(figsize=(11, 3.8), layout="constrained")
     ax = figure.subplots()
     for (first, second), (epochs, differences) in curves.items():
-        colour = colours.get(second if first == "sgd" else first, REFERENCE_COLOUR)
+        # each line in the colour of the method PLP is compared with
+        colour = colours.get(first if second == "plp" else second, REFERENCE_COLOUR)
         mean = float(np.nanmean(differences))
         ax.plot(epochs, differences, color=colour, lw=1.3,
                 label=f"{first} - {second} (mean {mean:+.4f})")
