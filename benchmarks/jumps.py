@@ -1,13 +1,16 @@
 """Cost of one weight jump (Introspection and the paper's fit and noise baselines).
 
 A jump runs the method's predictor over every weight of a backbone's parameter set (one
-batched pass over the flattened weights, in blocks). ``JumpTime.track_jump_seconds`` is its
-wall time; ``track_jump_cost_in_steps`` is that time over one step of the bare base optimizer
-on the same parameters: how many optimizer steps a jump is worth in time. Its samples pair one
-jump with ``REFERENCE_STEPS`` optimizer steps (a single step of the MLP lasts microseconds,
-too short to time against a jump), timed in alternation on one thread, each sample on fresh
-copies of the weights (:mod:`benchmarks.sampling`). The memory the jumps hold (copies of the
-weights at the steps later jumps read) is in each run record's ``details``.
+batched pass over the flattened weights, in chunks of the wrapper's ``chunk_size`` rows).
+``JumpTime.track_jump_seconds`` is its wall time; ``track_jump_cost_in_steps`` is that time
+over one step of the bare base optimizer on the same parameters: how many optimizer steps a
+jump is worth in time. It is timed in up to ``GROUPS`` groups of whole chunks, each group (the
+package's ``predict_flat`` on that group's rows, with the wrapper's chunk size) followed by a
+reference call of the bare optimizer, on one thread
+(:func:`benchmarks.sampling.blockwise_ratios`): ResNet18's groups alternate with one step
+each, the MLP's single group with ``REFERENCE_STEPS`` steps (one step of it lasts
+microseconds). Each sample is on fresh copies of the weights. The memory the jumps hold
+(copies of the weights at the steps later jumps read) is in each run record's ``details``.
 """
 
 import torch
@@ -15,13 +18,14 @@ import torch
 from .common import current_size, harness, interface_name, require_absolute_times
 from .costs import StepBench, bare, jump_wrapper, named_method, parameter_set
 from .rounds import TIMING_ROUNDS
-from .sampling import BUDGET_SECONDS, call_seconds, interleaved_ratios, prepare_timing, sampled
+from .sampling import BUDGET_SECONDS, blockwise_ratios, call_seconds, prepare_timing, sampled
 
 SIZE = current_size()
 JUMP_STEP = 5000
 REFERENCE_STEPS = 10
-# as many calls a side as fit twice the usual budget: one for a ResNet18 jump (about a second),
-# 7 for the MLP's (a fifth of a millisecond)
+GROUPS = 16
+# as many passes over the blocks as fit twice the usual budget: one for a ResNet18 jump (about
+# a second), 7 for the MLP's (a fifth of a millisecond)
 JUMP_SAMPLES = 4  # each round
 
 
@@ -52,7 +56,20 @@ class _Jump:
             copies = [column.clone() for column in columns]
             return lambda: predict_flat(jumps.predictor, copies, steps, jumps.chunk_size)
 
-        self.fresh_jump = fresh_jump
+        chunk = jumps.chunk_size
+        chunks = -(-flat.numel() // chunk)
+        self.groups = min(GROUPS, chunks)
+        rows = -(-chunks // self.groups) * chunk
+
+        def fresh_blocks():
+            """The jump in groups of whole chunks on fresh copies: ``predict_flat`` on each
+            group's rows, as the jump runs them."""
+            copies = [column.clone() for column in columns]
+            return [(lambda part=slice(start, start + rows): predict_flat(
+                        jumps.predictor, [c[part] for c in copies], steps, chunk))
+                    for start in range(0, flat.numel(), rows)]
+
+        self.fresh_jump, self.fresh_blocks = fresh_jump, fresh_blocks
         self.reference = StepBench.build(bare(config), parameters)
         self.reference.steps(1)
 
@@ -78,13 +95,16 @@ class JumpCost(_Jump):
 
     def track_jump_cost_in_steps(self, parameters, method):
         """A jump's cost in optimizer steps: the time of one jump over the time of one step of
-        the bare optimizer on the same parameters, with samples."""
-        def jump_and_steps():
-            reference = self.reference.fresh_copy()
-            return self.fresh_jump(), lambda: reference.steps(REFERENCE_STEPS)
+        the bare optimizer on the same parameters, with samples (timed block by block, see
+        the module)."""
+        reference_steps = max(1, round(REFERENCE_STEPS / self.groups))
 
-        ratios = interleaved_ratios(jump_and_steps, samples=JUMP_SAMPLES, least=1,
-                                    budget=2 * BUDGET_SECONDS)
-        return sampled([REFERENCE_STEPS * r for r in ratios])
+        def blocks_and_steps():
+            reference = self.reference.fresh_copy()
+            return self.fresh_blocks(), lambda: reference.steps(reference_steps)
+
+        ratios = blockwise_ratios(blocks_and_steps, samples=JUMP_SAMPLES, least=1,
+                                  budget=2 * BUDGET_SECONDS)
+        return sampled([reference_steps * r for r in ratios])
 
     track_jump_cost_in_steps.unit = "steps"

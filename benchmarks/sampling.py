@@ -18,9 +18,13 @@ Six rules, each measured on the 2-core CPU machine before it was chosen (see the
   on every call: 55,000 page faults in every three XGrad-Adam steps on ResNet18, 40% of its
   update time, and its ratio to Adam's ranged over 1.42-2.91 in eight samples (1.88-2.02 with
   the blocks kept).
-  :func:`retain_freed_memory` keeps freed blocks in the heap (up to glibc's 32 MiB limit per
-  block), so an update is timed as it runs in a long training process once the heap has
-  grown: the method's arithmetic and memory traffic, not the kernel's page zeroing. Between
+  :func:`retain_freed_memory` keeps freed blocks in the heap, whatever their size (glibc maps
+  a block of 32 MiB or more on its own and unmaps it when freed, whatever the mmap
+  threshold: a weight jump's 42 MB working block on ResNet18 then faulted in 190,000 to
+  440,000 pages a jump, two levels from one sample to the next, and the jump took 0.83-1.36 s
+  against 0.40-0.42 s with its blocks kept), so an update or a jump is timed as it runs in a
+  long training process once the heap has grown: the method's arithmetic and memory traffic,
+  not the kernel's page zeroing. Between
   two samples the free pages go back to the kernel (:func:`release_freed_memory`), so that
   the next sample's fresh copy lands on new pages (the rule below): kept for the whole
   process, every sample reused one placement, and the medians of ResNet18's PLP ratio in
@@ -78,10 +82,8 @@ BUDGET_SECONDS = 1.5
 Pair = tuple[Callable[[], Any], Callable[[], Any]]
 
 
-# mallopt's parameters (glibc's malloc.h) and the largest mmap threshold it accepts on a
-# 64-bit system (DEFAULT_MMAP_THRESHOLD_MAX)
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-_LARGEST_HEAP_BLOCK = 32 * 1024 * 1024
+# mallopt's parameters (glibc's malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
 
 
 def prepare_timing() -> None:
@@ -100,14 +102,14 @@ def _glibc_function(name: str) -> Any | None:
 
 
 def retain_freed_memory() -> bool:
-    """Keep freed blocks of up to 32 MiB in the process's heap instead of returning them to
-    the kernel (glibc's ``mallopt``: mmap threshold 32 MiB, no trimming, heap grown 64 MiB at
-    a time). False where the C library is not glibc, which is left as it is."""
+    """Keep freed blocks in the process's heap instead of returning them to the kernel
+    (glibc's ``mallopt``: no block mapped on its own, no trimming, heap grown 64 MiB at a
+    time). False where the C library is not glibc, which is left as it is."""
     mallopt = _glibc_function("mallopt")
     if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    settings = ((_M_MMAP_THRESHOLD, _LARGEST_HEAP_BLOCK), (_M_TRIM_THRESHOLD, 2**31 - 1),
+    settings = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1),
                 (_M_TOP_PAD, 64 * 1024 * 1024))
     return all(mallopt(parameter, value) == 1 for parameter, value in settings)
 
@@ -251,6 +253,47 @@ def interleaved_ratios(fresh_pair: Callable[[], Pair], *, samples: int = SAMPLES
         return statistics.median(worked) / statistics.median(referenced)
 
     return _fresh_samples(fresh_pair, samples, ratio)
+
+
+def blockwise_ratios(fresh_blocks: Callable[[], tuple[Sequence[Callable[[], Any]],
+                                                     Callable[[], Any]]], *,
+                     samples: int = SAMPLES, budget: float = BUDGET_SECONDS,
+                     least: int = 1, device: str = "cpu") -> list[float]:
+    """``samples`` ratios time(work) / time(reference) for a long work cut into blocks,
+    each on a fresh ``(blocks, reference) = fresh_blocks()``: the blocks are called in turn,
+    each followed by one reference call, so that work and reference alternate every few
+    milliseconds however long the whole work is. The work's time is the sum over blocks of
+    each block's median call, the reference's its median call; the blocks are passed over as
+    many times as fit the budget (judged from the first sample), at least ``least``.
+
+    Why blocks: a call of a second or more (a weight jump on ResNet18) outlasts the spells
+    in which the host's other guests slow this core (up to seconds), so one call of it
+    against one reference call timed before or after it pairs two different speeds. Measured
+    on ResNet18's Introspection jump timed whole against ten SGD steps: samples of one
+    process at 72 and 170 steps. One reference call and one block are discarded first (page
+    faults on new memory)."""
+    clock = clock_for(device)
+    passes: int | None = None
+
+    def ratio(made: tuple[Sequence[Callable[[], Any]], Callable[[], Any]]) -> float:
+        nonlocal passes
+        blocks, reference = made
+        seconds(reference, clock), seconds(blocks[0], clock)
+        per_block: list[list[float]] = [[] for _ in blocks]
+        referenced: list[float] = []
+        done = 0
+        while passes is None or done < passes:
+            for timed, block in zip(per_block, blocks, strict=True):
+                timed.append(seconds(block, clock))
+                referenced.append(seconds(reference, clock))
+            done += 1
+            if passes is None:
+                pass_seconds = sum(t[0] for t in per_block) + sum(referenced)
+                passes = calls_within(budget, samples, pass_seconds, least)
+        work = sum(statistics.median(timed) for timed in per_block)
+        return work / statistics.median(referenced)
+
+    return _fresh_samples(fresh_blocks, samples, ratio)
 
 
 def call_seconds(fresh_work: Callable[[], Callable[[], Any]], *, samples: int = SAMPLES,

@@ -55,6 +55,48 @@ def test_each_sample_is_a_ratio_of_median_calls_in_alternation(monkeypatch):
     assert order == ["w", "r"] * 40 and made == [0, 16, 32, 48, 64]
 
 
+def test_a_long_work_is_timed_block_by_block_each_block_beside_a_reference_call(monkeypatch):
+    """Three blocks of 4, 6 and 10 ms alternate with a 1 ms reference call; a load spell that
+    makes one block and the reference call after it 20x slower moves neither median."""
+    clock = SteppedClock()
+    monkeypatch.setattr(sampling, "time", clock)
+    order, made = [], []
+    spell = {"left": 0}
+
+    def block(name, cost):
+        def call():
+            order.append(name)
+            slow = 20 if spell["left"] > 0 else 1
+            spell["left"] = max(0, spell["left"] - 1)
+            clock.now += cost * slow
+        return call
+
+    def fresh_blocks():
+        made.append(len(order))
+        if len(made) == 2:
+            spell["left"] = 4  # the second sample's warm-up pair and its first alternation
+        return [block("a", 0.004), block("b", 0.006), block("c", 0.010)], block("r", 0.001)
+
+    ratios = sampling.blockwise_ratios(fresh_blocks, samples=3, budget=3 * 0.023 * 5)
+    assert ratios == [pytest.approx(20.0)] * 3
+    # each sample: a discarded reference call and first block, then five passes (the budget
+    # fits five passes of 23 ms per sample), every block followed by a reference call
+    one_sample = ["r", "a"] + ["a", "r", "b", "r", "c", "r"] * 5
+    assert order == one_sample * 3 and made == [0, 32, 64]
+
+
+def test_a_blockwise_sample_passes_at_least_least_times(monkeypatch):
+    clock = SteppedClock()
+    monkeypatch.setattr(sampling, "time", clock)
+
+    def slow():
+        clock.now += 10.0
+
+    ratios = sampling.blockwise_ratios(lambda: ([slow, slow], slow), samples=2, least=2,
+                                       budget=1.0)
+    assert ratios == [pytest.approx(2.0)] * 2
+
+
 def test_the_collector_is_off_while_timing_and_restored_after():
     seen = []
     assert gc.isenabled()
@@ -311,6 +353,33 @@ def test_freed_blocks_stay_in_the_heap_once_the_timing_setup_ran():
     assert int(faults) < 10 * 8 * 2048 / 20
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+@pytest.mark.parametrize("setup", [True, False])
+def test_blocks_over_32_mib_stay_in_the_heap_too(setup):
+    """A weight jump's block on ResNet18: a (2**18, 48) hidden layer of 48 MiB, made and freed
+    in every call, which glibc maps on its own (and unmaps when freed) above 32 MiB whatever
+    its mmap threshold. Ten calls after two: without the setup every call faults the block in
+    afresh; with it most calls reuse the heap's pages (the heap's small allocations around the
+    block may still make it grow by a block now and then: 0 to 4 growths seen)."""
+    out = _python(
+        "import resource, torch",
+        "from benchmarks.sampling import retain_freed_memory",
+        *(["retain_freed_memory()"] if setup else []),
+        "faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt",
+        "h, w1, b1 = torch.randn(2 ** 18, 4), torch.randn(4, 48), torch.randn(48)",
+        "call = lambda: torch.addmm(b1, h, w1).relu_().sum()",
+        "call(); call()",
+        "before = faults()",
+        "for _ in range(10):",
+        "    call()",
+        "print(faults() - before)")
+    block_pages = 48 * 256
+    if setup:
+        assert int(out) < 10 * block_pages / 2
+    else:
+        assert int(out) >= 10 * block_pages * 0.9
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
 def test_between_samples_the_free_pages_go_back_so_the_next_copy_lands_on_new_ones():
     out = _python(
@@ -340,3 +409,19 @@ def test_each_sample_releases_the_free_pages_after_its_copy_is_dropped(monkeypat
 
     sampling.interleaved_ratios(fresh_pair, samples=3, calls=1)
     assert events == ["copy", "release"] * 3
+
+
+def test_gradient_descents_seconds_to_a_threshold_are_its_steps_times_its_cost_per_step():
+    """The descent stops at its last threshold (all reached) or runs the budget."""
+    from types import SimpleNamespace as Row
+
+    from benchmarks import ode
+
+    rows = [Row(gd_steps=30), Row(gd_steps=400), Row(gd_steps=1000)]
+    result = Row(rows=rows, gd_seconds_total=2.0, max_steps=5000)
+    assert [ode._descent_seconds(result, r) for r in rows] == [
+        pytest.approx(0.06), pytest.approx(0.8), pytest.approx(2.0)]
+    missed = Row(rows=[Row(gd_steps=30), Row(gd_steps=None)], gd_seconds_total=2.0,
+                 max_steps=5000)
+    assert ode._descent_seconds(missed, missed.rows[0]) == pytest.approx(30 * 2.0 / 5000)
+    assert ode._descent_seconds(missed, missed.rows[1]) is None

@@ -39,7 +39,11 @@ from ..optimizer_wrapper import OptimizerWrapper
 from .net import HISTORY_FRACTIONS, IntrospectionNet, load_net
 from .predictors import GaussianNoise, IntrospectionPredictor, PolynomialFit, Predictor
 
-DEFAULT_CHUNK = 1 << 18
+# rows a block: the hidden layer of a block of 2**16 rows (10.5 MB) stays under the 32 MiB
+# above which glibc maps every allocation afresh, so a jump reuses its working memory
+# instead of faulting it in page by page (a ResNet18 jump on the CPU: 0.27 s against 1.19 s
+# at 2**18 rows)
+DEFAULT_CHUNK = 1 << 16
 
 
 def history_steps(t: int) -> tuple[int, int, int, int]:
