@@ -1,6 +1,7 @@
 """The words of each claim against what runs: an architecture, a learning rate, a batch size,
-a step budget or jump steps named in a claim's text (``claim`` and ``settings``) must be
-those of a workload the claim measures at the full size, with the claim's methods. A number
+a step budget, jump steps, or a baseline's jump ratio or noise named in a claim's text
+(``claim`` and ``settings``) must be those of a workload the claim measures at the full size,
+with the claim's methods. A number
 of steps written "about N steps" is a result the paper reports, not a budget."""
 
 import re
@@ -66,6 +67,12 @@ def rates(plan) -> set[float]:
     return rates
 
 
+def wrapper_options(plans, wrapper: str, option: str) -> set[float]:
+    """The values of ``option`` of every ``wrapper`` the plans' methods carry."""
+    return {float(w.options[option]) for p in plans for m in (p.treatment, p.control)
+            for w in m.wrappers if w.name == wrapper and option in w.options}
+
+
 @pytest.mark.parametrize("claim", CLAIMS, ids=[c.name for c in CLAIMS])
 def test_what_a_claim_names_is_what_its_workloads_run(claim):
     words = text(claim)
@@ -93,6 +100,13 @@ def test_what_a_claim_names_is_what_its_workloads_run(claim):
         convs = [[m.out_channels for m in built(w).modules() if isinstance(m, torch.nn.Conv2d)]
                  for w in workloads]
         assert [*wanted] in convs and int(count) == len(wanted), f"convolutions {filters}"
+    for found in re.findall(r"jump ratios? ((?:[\d.]+(?:, | and )?)+)", words):
+        named = {float(x) for x in re.findall(r"\d+(?:\.\d+)?", found)}
+        assert named <= wrapper_options(plans, "fit-jumps", "ratio"), f"jump ratio {found}"
+    for found in re.findall(r"noise[^.]*?standard deviations? ((?:[\d.]+\d(?:, | and )?)+)",
+                            words):
+        named = {float(x) for x in re.findall(r"\d+(?:\.\d+)?", found)}
+        assert named <= wrapper_options(plans, "noise-jumps", "std"), f"deviation {found}"
     for found in re.findall(r"\((\d+) hidden units\)", words):
         sizes = set()
         for w in workloads:
@@ -113,6 +127,17 @@ def test_the_text_check_catches_a_wrong_number():
         test_what_a_claim_names_is_what_its_workloads_run(wrong)
     wrong = type(claim)(**{**claim.__dict__, "claim": claim.claim + " (batch 64)"})
     with pytest.raises(AssertionError, match="batch 64"):
+        test_what_a_claim_names_is_what_its_workloads_run(wrong)
+
+
+def test_the_text_check_catches_a_baseline_setting_that_does_not_run():
+    claim = next(c for c in CLAIMS if c.name == "introspection-vs-quadratic")
+    wrong = type(claim)(**{**claim.__dict__, "claim": claim.claim.replace("1.4", "1.5")})
+    with pytest.raises(AssertionError, match="jump ratio"):
+        test_what_a_claim_names_is_what_its_workloads_run(wrong)
+    claim = next(c for c in CLAIMS if c.name == "introspection-vs-noise")
+    wrong = type(claim)(**{**claim.__dict__, "claim": claim.claim.replace("0.0001", "0.01")})
+    with pytest.raises(AssertionError, match="deviation"):
         test_what_a_claim_names_is_what_its_workloads_run(wrong)
 
 

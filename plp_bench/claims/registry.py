@@ -16,7 +16,9 @@ A claim (one entry, named by its key) holds:
   changes to one as in a run config: the paper's protocol), the ``sizes`` that run it (``ci``,
   ``full``), ``ci`` (changes that make it affordable at ``--size ci``), ``proxy`` (true when the
   workload stands in for the paper's), ``paper`` (the paper's value of each check on this
-  workload, by metric) and optionally its own ``treatment`` and ``control``;
+  workload, by metric) and optionally its own ``treatment`` and ``control`` (a registered
+  name, or a whole method definition as in a run config, under a name of its own: a paper's
+  baseline at another setting);
 * ``settings`` (the protocol in words), ``assumptions`` (where the paper is silent and what was
   assumed instead) and ``crossover`` (report the learning rate where a speedup crosses 1).
 
@@ -196,8 +198,9 @@ class Check:
 @dataclass(frozen=True)
 class Measurement:
     workload: str | dict[str, Any]
-    treatment: str | None = field(default=None, choices=_method_names)
-    control: str | None = field(default=None, choices=_method_names)
+    # a registered name, or a whole method definition (a baseline at the paper's other setting)
+    treatment: str | dict[str, Any] | None = field(default=None, choices=_method_names)
+    control: str | dict[str, Any] | None = field(default=None, choices=_method_names)
     sizes: list[Size] = field(default_factory=lambda: list(SIZES))
     ci: dict[str, Any] = field(default_factory=dict)
     proxy: bool = False
@@ -275,7 +278,7 @@ def load_claims(path: str | Path | None = None) -> list[Claim]:
     body = read_yaml(source)
     if not isinstance(body, dict) or not body:
         raise ConfigError("expected a mapping of claim names to claims", source=source)
-    claims, meanings = [], {}
+    claims, meanings, method_meanings = [], {}, {}
     for name, entry in body.items():
         if not isinstance(entry, dict):
             raise ConfigError("expected a mapping", source=source, path=(name,))
@@ -290,6 +293,7 @@ def load_claims(path: str | Path | None = None) -> list[Claim]:
             for planned in plan_claim(claim, size, source=source, check_data=False):
                 _check_targets(planned, source)
                 _check_one_meaning(planned, meanings, source)
+                _check_one_method_meaning(planned, method_meanings, source)
         claims.append(claim)
     return claims
 
@@ -306,6 +310,27 @@ def _check_one_meaning(planned: Planned, meanings: dict[str, Any], source: str) 
             f"{workload.name!r} names two different configurations (the other at "
             f"{'.'.join(map(str, where))}); give the changed one its own name (name: NEW, "
             "base: THE_REGISTERED_ONE)", source=source, path=here)
+
+
+def _check_one_method_meaning(planned: Planned, meanings: dict[str, Any], source: str) -> None:
+    """A method name stands for one definition: a measurement's own method may not take a
+    registered method's name, nor one another measurement defines differently (records are
+    kept and summarised by method name)."""
+    for role in ("treatment", "control"):
+        method = getattr(planned, role)
+        here = (planned.claim.name, "measurements", planned.index, role)
+        plain = to_plain(method)
+        if isinstance(getattr(planned.measurement, role), dict) \
+                and method.name in METHODS.names():
+            raise ConfigError(
+                f"{method.name!r} is a registered method's name; give this definition a name of "
+                "its own", source=source, path=here)
+        first, where = meanings.setdefault(method.name, (plain, here))
+        if first != plain:
+            raise ConfigError(
+                f"{method.name!r} names two different methods (the other at "
+                f"{'.'.join(map(str, where))}); give each its own name", source=source,
+                path=here)
 
 
 def _check_targets(planned: Planned, source: str) -> None:

@@ -220,6 +220,18 @@ def _type_name(tp: Any) -> str:
     return {type(None): "null", dict: "mapping", list: "list"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
+def _of_kind(value: Any, tp: Any) -> bool:
+    """Whether ``value`` is of the kind annotation ``tp`` takes (its checks aside)."""
+    kind = typing.get_origin(tp) or tp
+    if dataclasses.is_dataclass(tp) or kind is dict:
+        return isinstance(value, Mapping)
+    if kind in (list, tuple):
+        return isinstance(value, list | tuple)
+    if kind in (int, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(kind, type) and isinstance(value, kind)
+
+
 def check_value(value: Any, tp: Any, *, source: str | None, path: tuple, meta: Mapping) -> Any:
     """``value`` checked against annotation ``tp`` (and the bounds and choices in ``meta``),
     converted where the annotation allows (text that spells a number); a :class:`ConfigError`
@@ -236,9 +248,12 @@ def check_value(value: Any, tp: Any, *, source: str | None, path: tuple, meta: M
             try:
                 return check_value(value, option, source=source, path=path, meta=meta)
             except ConfigError as err:
-                errors.append(err)
-        if len(errors) == 1:
-            raise errors[0]
+                errors.append((option, err))
+        # a value of one option's kind (a name among names or mappings) gets that option's
+        # own message: "unknown name 'x'; did you mean ...", not "expected a or b"
+        of_its_kind = [err for option, err in errors if _of_kind(value, option)]
+        if len(errors) == 1 or len(of_its_kind) == 1:
+            raise (errors[0][1] if len(errors) == 1 else of_its_kind[0])
         raise ConfigError(f"expected {_type_name(tp)}, got {shown(value)}", source=source, path=path)
     if origin is typing.Literal:
         if value not in args:
