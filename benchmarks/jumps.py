@@ -34,7 +34,7 @@ class _Jump:
 
     param_names = ["parameters", "method"]
     timeout = 600
-    version = 2
+    version = 3
     rounds = TIMING_ROUNDS
 
     def setup(self, parameters, method):

@@ -91,7 +91,7 @@ class OdeVersusGradientDescent:
     params = [SIZE.ode_workloads, ["0.75", "0.80", "0.85", "0.90", "0.95"]]
     param_names = ["workload", "train_accuracy"]
     timeout = 1800
-    version = 2
+    version = 3
 
     def setup(self, workload, accuracy):
         rows = comparison(workload)
