@@ -169,8 +169,9 @@ def test_the_registry_holds_the_papers_numbers():
     # Sinha et al.: MNIST_1 98.22 vs 97.22; MNIST_3 SGD 94.47 vs 93.39, Adam 96.9 vs 95.7
     assert claims["introspection-mnist1"].checks[0].paper == pytest.approx(0.0100)
     mnist3 = plan_claim(claims["introspection-mnist3"], "full", check_data=False)
-    assert [p.paper_value(p.claim.checks[0]) for p in mnist3][:2] == pytest.approx(
-        [(94.47 - 93.39) / 100, (96.9 - 95.7) / 100])
+    # Adam's numbers at 1e-3, where the network's accuracies are the paper's; 1e-4: direction
+    assert [p.paper_value(p.claim.checks[0]) for p in mnist3] == [
+        pytest.approx((94.47 - 93.39) / 100), None, pytest.approx((96.9 - 95.7) / 100)]
     # Adam at 99.34 vs 99.3 and SGD at 99.21 vs 99.08; quadratic fit at 1.25: 99.21 vs 99.19;
     # the paper's other settings have no number here (direction only)
     optimizers = plan_claim(claims["introspection-mnist1-optimizers"], "full", check_data=False)
@@ -179,7 +180,6 @@ def test_the_registry_holds_the_papers_numbers():
     quadratic = plan_claim(claims["introspection-vs-quadratic"], "full", check_data=False)
     assert [p.paper_value(p.claim.checks[0]) for p in quadratic] == [
         pytest.approx((99.21 - 99.19) / 100), None, None, None]
-    assert mnist3[2].paper_value(mnist3[2].claim.checks[0]) is None
     # the paper's protocols, not the workloads' tuned defaults
     mnist1 = plan_claim(claims["introspection-mnist1"], "full", check_data=False)[0]
     assert mnist1.workload.steps == 20000 and mnist1.workload.batch_size == 50
