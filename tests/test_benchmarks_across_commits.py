@@ -81,7 +81,8 @@ def test_todays_suites_run_or_skip_on_an_older_commit(tmp_path):
     measured = {v.benchmark.rsplit(".", 1)[0] for v in values if v.value is not None}
     expected = {"convergence.TargetTracks", "convergence.TestTracks", "step_cost.UpdateTime",
                 "step_cost.UpdateOverhead", "step_cost.HeldMemory",
-                "step_cost.TrainingStepOverhead", "loop.LoopOverhead", "jumps.JumpCost",
+                "step_cost.TrainingStepOverhead", "loop.LoopOverhead", "loop.LoopTimes",
+                "jumps.JumpCost",
                 "jumps.JumpTime"}
     if data_available("banknote"):  # the ODE suite's workload (CI has the real data)
         expected.add("ode.OdeVersusGradientDescent")
