@@ -58,8 +58,9 @@ class _Jump:
 
         chunk = jumps.chunk_size
         chunks = -(-flat.numel() // chunk)
-        self.groups = min(GROUPS, chunks)
-        rows = -(-chunks // self.groups) * chunk
+        per_group = -(-chunks // min(GROUPS, chunks))
+        self.groups = -(-chunks // per_group)
+        rows = per_group * chunk
 
         def fresh_blocks():
             """The jump in groups of whole chunks on fresh copies: ``predict_flat`` on each

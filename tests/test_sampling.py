@@ -425,3 +425,22 @@ def test_gradient_descents_seconds_to_a_threshold_are_its_steps_times_its_cost_p
                  max_steps=5000)
     assert ode._descent_seconds(missed, missed.rows[0]) == pytest.approx(30 * 2.0 / 5000)
     assert ode._descent_seconds(missed, missed.rows[1]) is None
+
+
+def test_a_jumps_groups_predict_every_weight_once_as_the_whole_jump_does(monkeypatch):
+    """The jump cost times the jump in groups of whole chunks: together they are the jump."""
+    import torch
+
+    from benchmarks import costs, jumps
+
+    def small_chunks(optimizer):
+        wrapper = costs.jump_wrapper(optimizer)
+        wrapper.chunk_size = 1000
+        return wrapper
+
+    monkeypatch.setattr(jumps, "jump_wrapper", small_chunks)
+    bench = jumps.JumpCost()
+    bench.setup("mlp", "introspection")
+    groups = [group() for group in bench.fresh_blocks()]
+    assert 1 < len(groups) <= jumps.GROUPS and bench.groups == len(groups)
+    assert torch.equal(torch.cat(groups), bench.fresh_jump()())
