@@ -22,10 +22,10 @@ Six rules, each measured on the 2-core CPU machine before it was chosen (see the
   a block of 32 MiB or more on its own and unmaps it when freed, whatever the mmap
   threshold: a weight jump's 42 MB working block on ResNet18 then faulted in 190,000 to
   440,000 pages a jump, two levels from one sample to the next, and the jump took 0.83-1.36 s
-  against 0.40-0.42 s with its blocks kept), so an update or a jump is timed as it runs in a
+  against 0.40-0.50 s with its blocks kept), so an update or a jump is timed as it runs in a
   long training process once the heap has grown: the method's arithmetic and memory traffic,
-  not the kernel's page zeroing. Between
-  two samples the free pages go back to the kernel (:func:`release_freed_memory`), so that
+  not the kernel's page zeroing. Between two samples the free pages go back to the kernel
+  (:func:`release_freed_memory`), so that
   the next sample's fresh copy lands on new pages (the rule below): kept for the whole
   process, every sample reused one placement, and the medians of ResNet18's PLP ratio in
   four processes spread over 1.09-1.30; released between samples, over 1.17-1.23.
@@ -34,6 +34,8 @@ Six rules, each measured on the 2-core CPU machine before it was chosen (see the
   by call in alternation in one process. A slower machine or a frequency change moves both
   sides of the ratio together. Within a sample each side is summarised by its median over the
   alternations (robust to the odd disturbed call); the sample is the ratio of the two medians.
+  A call longer than the host's slow spells (a weight jump on ResNet18, about a second) is cut
+  into blocks, each followed by a reference call (:func:`blockwise_ratios`).
 * **Every sample on fresh memory.** Where the tensors lie decides a memory-bound update's
   speed: one pair of ResNet18 optimizers, built once, kept its PLP/SGD ratio within 1% for a
   minute (1.24 to 1.27), while each new build settled on its own level (1.10 to 1.34 over six

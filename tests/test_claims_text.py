@@ -1,8 +1,8 @@
 """The words of each claim against what runs: an architecture, a learning rate, a batch size,
 a step budget, jump steps, or a baseline's jump ratio or noise named in a claim's text
 (``claim`` and ``settings``) must be those of a workload the claim measures at the full size,
-with the claim's methods. A number
-of steps written "about N steps" is a result the paper reports, not a budget."""
+with the claim's methods. A number of steps written "about N steps" is a result the paper
+reports, not a budget."""
 
 import re
 

@@ -86,15 +86,21 @@ def test_a_long_work_is_timed_block_by_block_each_block_beside_a_reference_call(
 
 
 def test_a_blockwise_sample_passes_at_least_least_times(monkeypatch):
+    """Blocks far over the budget still get ``least`` passes (plus the discarded warm-up)."""
     clock = SteppedClock()
     monkeypatch.setattr(sampling, "time", clock)
+    calls = []
 
-    def slow():
-        clock.now += 10.0
+    def slow(name):
+        def call():
+            calls.append(name)
+            clock.now += 10.0
+        return call
 
-    ratios = sampling.blockwise_ratios(lambda: ([slow, slow], slow), samples=2, least=2,
-                                       budget=1.0)
+    ratios = sampling.blockwise_ratios(lambda: ([slow("a"), slow("b")], slow("r")), samples=2,
+                                       least=2, budget=1.0)
     assert ratios == [pytest.approx(2.0)] * 2
+    assert calls == (["r", "a"] + ["a", "r", "b", "r"] * 2) * 2
 
 
 def test_the_collector_is_off_while_timing_and_restored_after():

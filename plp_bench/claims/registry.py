@@ -298,39 +298,40 @@ def load_claims(path: str | Path | None = None) -> list[Claim]:
     return claims
 
 
+def _one_meaning(name: str, plain: Any, here: tuple, meanings: dict[str, Any], source: str,
+                 kind: str, remedy: str) -> None:
+    """``name`` stands for one ``plain`` configuration across the registry (records are kept
+    and summarised by name): the first place it is defined wins, a different second one is a
+    :class:`ConfigError` naming both places."""
+    first, where = meanings.setdefault(name, (plain, here))
+    if first != plain:
+        raise ConfigError(
+            f"{name!r} names two different {kind} (the other at "
+            f"{'.'.join(map(str, where))}); {remedy}", source=source, path=here)
+
+
 def _check_one_meaning(planned: Planned, meanings: dict[str, Any], source: str) -> None:
     """A workload name stands for one configuration across the registry, so the records of
     two settings never share a name (and a summary) in a results folder."""
-    workload = planned.workload
-    plain = to_plain(workload)
-    here = (planned.claim.name, "measurements", planned.index, "workload")
-    first, where = meanings.setdefault(workload.name, (plain, here))
-    if first != plain:
-        raise ConfigError(
-            f"{workload.name!r} names two different configurations (the other at "
-            f"{'.'.join(map(str, where))}); give the changed one its own name (name: NEW, "
-            "base: THE_REGISTERED_ONE)", source=source, path=here)
+    _one_meaning(planned.workload.name, to_plain(planned.workload),
+                 (planned.claim.name, "measurements", planned.index, "workload"), meanings,
+                 source, "configurations",
+                 "give the changed one its own name (name: NEW, base: THE_REGISTERED_ONE)")
 
 
 def _check_one_method_meaning(planned: Planned, meanings: dict[str, Any], source: str) -> None:
     """A method name stands for one definition: a measurement's own method may not take a
-    registered method's name, nor one another measurement defines differently (records are
-    kept and summarised by method name)."""
+    registered method's name, nor one another measurement defines differently."""
     for role in ("treatment", "control"):
         method = getattr(planned, role)
         here = (planned.claim.name, "measurements", planned.index, role)
-        plain = to_plain(method)
         if isinstance(getattr(planned.measurement, role), dict) \
                 and method.name in METHODS.names():
             raise ConfigError(
                 f"{method.name!r} is a registered method's name; give this definition a name of "
                 "its own", source=source, path=here)
-        first, where = meanings.setdefault(method.name, (plain, here))
-        if first != plain:
-            raise ConfigError(
-                f"{method.name!r} names two different methods (the other at "
-                f"{'.'.join(map(str, where))}); give each its own name", source=source,
-                path=here)
+        _one_meaning(method.name, to_plain(method), here, meanings, source, "methods",
+                     "give each its own name")
 
 
 def _check_targets(planned: Planned, source: str) -> None:
