@@ -25,7 +25,7 @@ JUMP_STEP = 5000
 REFERENCE_STEPS = 10
 GROUPS = 16
 # as many passes over the blocks as fit twice the usual budget: one for a ResNet18 jump (about
-# a second), 7 for the MLP's (a fifth of a millisecond)
+# a second), MAX_CALLS (40) for the MLP's (a fifth of a millisecond)
 JUMP_SAMPLES = 4  # each round
 
 

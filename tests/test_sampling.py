@@ -450,3 +450,16 @@ def test_a_jumps_groups_predict_every_weight_once_as_the_whole_jump_does(monkeyp
     groups = [group() for group in bench.fresh_blocks()]
     assert 1 < len(groups) <= jumps.GROUPS and bench.groups == len(groups)
     assert torch.equal(torch.cat(groups), bench.fresh_jump()())
+
+
+def test_sgds_step_is_the_unit_of_time_to_target_and_is_not_timed(monkeypatch):
+    """SGD against the workload's SGD is 1 by definition; any other method is measured."""
+    from benchmarks import convergence
+
+    measured = []
+    monkeypatch.setattr(convergence, "memo_per_run",
+                        lambda key, measure: measured.append(key) or [1.25, 1.5])
+    assert convergence.step_cost_in_sgd_steps("banknote-mlp", "sgd") == [1.0]
+    assert measured == []
+    assert convergence.step_cost_in_sgd_steps("banknote-mlp", "plp") == [1.25, 1.5]
+    assert measured == ["step-cost-banknote-mlp-plp"]
