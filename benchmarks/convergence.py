@@ -49,8 +49,8 @@ def step_cost_in_sgd_steps(workload_name: str, method_name: str) -> list[float]:
     """Samples of the time of one training step of the method on the workload over one step
     of the workload's SGD (whole steps: forward, backward, update), measured once per asv
     run. SGD's own cost is the unit, exactly 1 and not measured: timing its step against an
-    identical one adds only noise (SGD's times to target on banknote-mlp moved 6.6% between
-    two processes of one A/A round when they were, more than any other method's)."""
+    identical one adds only noise (while it was timed, SGD's times to target on banknote-mlp
+    moved 6.6% between the two sides of an A/A round, more than any other method's)."""
     if method_name == REFERENCE_METHOD:
         return [1.0]
 
