@@ -140,12 +140,13 @@ def _table(model: noise_model.NoiseModel) -> TableData:
         f"noise of {len(model.measurements)} A/A rounds: {', '.join(model.measurements)}",
         [Column("benchmark", numeric=False), Column("points"), Column("kind", numeric=False),
          Column("spread"), Column("threshold"), Column("detects")],
-        caption=f"spread: largest max/min - 1 of a point's medians; threshold: "
+        caption="a benchmark's row covers all its points, a row 'benchmark(x, ...)' those "
+        "whose first parameter is x; spread: largest max/min - 1 of a point's medians; threshold: "
         f"{noise_model.MARGIN:g} x spread rounded up to 1%, at least "
         f"{noise_model.FLOOR:.0%} (0 for an exact value); detects: smallest change flagged 19 "
         "times in 20")
-    for b in model.benchmarks:
-        table.add_row(b.benchmark, str(b.points), "exact" if b.deterministic else "timing",
+    for b in sorted(model.benchmarks, key=noise_model.row_order):
+        table.add_row(b.label, str(b.points), "exact" if b.deterministic else "timing",
                       f"{b.spread:.1%}", f"{b.threshold:.0%}",
                       "any" if b.deterministic else f"{b.detectable:.0%}")
     return table

@@ -188,6 +188,9 @@ class Thresholds:
     source: str = "asv's default"
 
     def of(self, benchmark: str) -> float:
+        """The threshold of a benchmark, or of one point given as asv names it
+        (:attr:`AsvValue.label`: ``name(mlp, plp)``), where the configuration has one for the
+        point's first parameter."""
         matching = [t for pattern, t in self.patterns if re.match(pattern, benchmark)]
         return max(matching) if matching else DEFAULT_THRESHOLD
 

@@ -65,8 +65,10 @@ def record_changes(now: Iterable[RunResult], before: Iterable[RunResult], *,
     and their change against ``before`` (the records of ``label``)."""
     current, base = group_runs(now), group_runs(before)
     tables = {}
-    limits = {name: thresholds.of(name) for name in (STEPS, SECONDS, TEST_ERROR)}
     for workload in sorted(current):
+        # as asv names the workload's points: the noise model may have a row for it
+        limits = {name: thresholds.of(f"{name}({workload})")
+                  for name in (STEPS, SECONDS, TEST_ERROR)}
         methods = current[workload]
         targets = [t.target for t in next(iter(methods.values()))[0].targets]
         primary = len(targets) - 1
@@ -148,7 +150,7 @@ def asv_table(values: list[AsvValue], before: list[AsvValue] | None = None, *,
         if before is not None:
             previous = old.get(v.key)
             a = None if previous is None else previous.value
-            style = decide(_asv_measured(previous), _asv_measured(v), thresholds.of(v.benchmark))
+            style = decide(_asv_measured(previous), _asv_measured(v), thresholds.of(v.label))
             ratio = "—" if a in (None, 0) or v.value is None else f"{v.value / a:.2f}"
             cells[2] = Cell(cells[2].text, style)
             cells += [Cell(_format(a, v.unit)), Cell(ratio, style)]

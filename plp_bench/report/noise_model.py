@@ -2,8 +2,12 @@
 
 A noise model is built from repeated measurements of one and the same package (A/A rounds:
 ``asv run`` of one commit several times, or ``asv continuous`` between two commits whose
-package is identical), grouped by what was measured together (see :func:`build`). For each
-benchmark, over all its parameter points and groups:
+package is identical), grouped by what was measured together (see :func:`build`). It has a row
+for each benchmark over all its parameter points, and, where the benchmark's first parameter
+(the parameter set or workload) takes two values or more, a row for each value: the noise is
+the workload's, not the benchmark's (measured: the MLP's update ratios moved at most 1.8%
+between an A/A pair, ResNet18's up to 5.7%, so one threshold for both hides 5% on the MLP).
+For each row, over its points and groups:
 
 * ``spread``: the largest relative difference between two measurements' medians of one point,
   ``max / min - 1``: what an unchanged commit moved by at worst;
@@ -14,14 +18,21 @@ benchmark, over all its parameter points and groups:
   deterministic one (every measurement of every point equal, no samples): the change a
   comparison must exceed (:mod:`plp_bench.report.comparison`). ``MARGIN`` covers a spread that
   few rounds underestimate;
-* ``detectable``: the smallest true change that clears the threshold at least 19 times in 20,
-  ``(1 + threshold) * exp(1.645 * sigma * sqrt(2)) - 1`` (the measured change of two
-  independent medians has ``sqrt(2) * sigma``); exactly 0 for a deterministic value.
+* ``detectable``: the smallest change, on a grid of 1%, that the comparison rule
+  (:func:`plp_bench.report.comparison.decide`: beyond the threshold, and the samples differ)
+  flags in the right direction at least 19 times in 20 when it is put into the measured A/A
+  pairs: each pair of measurements of one point within a group, one side's median, samples
+  and interval multiplied by ``1 + change`` (a slowdown) or divided by it (a speed-up), each
+  side in turn. It is the rule's power on the noise as measured, the sample test's included
+  (a normal model of the medians alone, ``(1 + threshold) * exp(1.645 * sigma * sqrt(2)) - 1``,
+  claimed 6% for the ODE over GD ratio, whose 8 samples a side spread 4%: put into the pairs,
+  6% was flagged 20 times in 48 with the test at p < 0.002). Exactly 0 for a deterministic value.
 
 The model is JSON (``benchmarks/noise-model.json``); :func:`config_thresholds` turns it into
-``asv.conf.json``'s ``regressions_thresholds``, and :func:`write_config_thresholds` writes them
-there, so ``asv publish``, ``plp-bench compare`` and ``plp-bench report --compare`` apply the
-measured thresholds.
+``asv.conf.json``'s ``regressions_thresholds`` (a pattern for each first parameter's row, and
+the benchmark's row for the points of any other value, a workload added since), and
+:func:`write_config_thresholds` writes them there, so ``asv publish``, ``plp-bench compare``
+and ``plp-bench report --compare`` apply the measured thresholds.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from pathlib import Path
 
 from ..core.config import ConfigError
 from .asv_results import AsvValue
+from .comparison import Measured, decide
 
 MARGIN = 1.5
 # An A/A pair installs one and the same package, so both sides share its memory layout; two
@@ -44,10 +56,12 @@ MARGIN = 1.5
 # whose code it did not touch: GD's seconds moved 2.2-2.3% in two rounds whose A/A pair moved
 # them 0.1-1.2%, and times to target up to 2.7%. The floor covers that shift.
 FLOOR = 0.03
-Z_19_IN_20 = 1.645  # one-sided 95% quantile of the normal distribution
-SCHEMA = 1
+POWER = 0.95  # detectable: flagged at least 19 times in 20
+SCHEMA = 2  # 2: rows per first parameter; 1 (no such rows) is still read
 MAX_MODEL_BYTES = 4 * 2**20
 MAX_THRESHOLD = 10.0
+# a first parameter's value as asv stores it (quotes stripped): a parameter set, a workload
+PARAMETER_VALUE = re.compile(r"[\w.+\-]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -60,10 +74,19 @@ class BenchmarkNoise:
     sigma: float
     threshold: float
     detectable: float
+    # the value of the benchmark's first parameter whose points the row covers (a parameter
+    # set, a workload); None: every point of the benchmark
+    first_parameter: str | None = None
 
     @property
     def suite(self) -> str:
         return self.benchmark.split(".", 1)[0]
+
+    @property
+    def label(self) -> str:
+        """The row as asv names a point: ``benchmark(first parameter, ...)``."""
+        return (self.benchmark if self.first_parameter is None
+                else f"{self.benchmark}({self.first_parameter}, ...)")
 
 
 @dataclass(frozen=True)
@@ -71,8 +94,11 @@ class NoiseModel:
     benchmarks: tuple[BenchmarkNoise, ...]
     measurements: tuple[str, ...]  # what each measurement was (machine and commit)
 
-    def of(self, benchmark: str) -> BenchmarkNoise | None:
-        return next((b for b in self.benchmarks if b.benchmark == benchmark), None)
+    def of(self, benchmark: str, first_parameter: str | None = None) -> BenchmarkNoise | None:
+        """The row of ``benchmark`` (over all its points), or of its points whose first
+        parameter is ``first_parameter``."""
+        return next((b for b in self.benchmarks if b.benchmark == benchmark
+                     and b.first_parameter == first_parameter), None)
 
     def to_json(self) -> dict:
         return {"schema": SCHEMA, "margin": MARGIN, "floor": FLOOR,
@@ -86,8 +112,11 @@ class NoiseModel:
         def fail(where: str, what: str) -> ConfigError:
             return ConfigError(f"{source}: {where}: {what}", path=("noise model", where))
 
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise fail("schema", f"expected a noise model of schema {SCHEMA}")
+        if not isinstance(data, dict) or data.get("schema") not in (1, SCHEMA):
+            raise fail("schema", f"expected a noise model of schema 1 or {SCHEMA}")
+        fields = set(BenchmarkNoise.__dataclass_fields__)
+        if data["schema"] == 1:
+            fields.discard("first_parameter")
         rows = data.get("benchmarks")
         measurements = data.get("measurements")
         if not isinstance(rows, list) or not isinstance(measurements, list) \
@@ -96,9 +125,8 @@ class NoiseModel:
         parsed = []
         for index, row in enumerate(rows):
             where = f"benchmarks[{index}]"
-            if not isinstance(row, dict) or set(row) != set(BenchmarkNoise.__dataclass_fields__):
-                raise fail(where, "expected the fields "
-                           + ", ".join(BenchmarkNoise.__dataclass_fields__))
+            if not isinstance(row, dict) or set(row) != fields:
+                raise fail(where, "expected the fields " + ", ".join(sorted(fields)))
             if not isinstance(row["benchmark"], str) or not re.fullmatch(
                     r"[A-Za-z_][\w.]{0,199}", row["benchmark"]):
                 raise fail(f"{where}.benchmark", "expected a dotted benchmark name")
@@ -106,6 +134,12 @@ class NoiseModel:
                 if not isinstance(row[key], int) or isinstance(row[key], bool) \
                         or not 0 <= row[key] <= 10**6:
                     raise fail(f"{where}.{key}", "expected an integer in [0, 1000000]")
+            first = row.get("first_parameter")
+            if first is not None and not (isinstance(first, str)
+                                          and PARAMETER_VALUE.fullmatch(first)):
+                raise fail(f"{where}.first_parameter",
+                           "expected null or a parameter value (letters, digits, '_.+-', "
+                           "at most 100)")
             if not isinstance(row["deterministic"], bool):
                 raise fail(f"{where}.deterministic", "expected true or false")
             for key in ("spread", "sigma", "threshold", "detectable"):
@@ -159,36 +193,112 @@ def build(measurements: Sequence[Sequence[AsvValue]], labels: Sequence[str],
         points = {p: vs for p, vs in by_point[benchmark].items() if len(vs) >= 2}
         if not points:
             continue
-        spread, deviations, sampled = 0.0, [], False
-        for values in points.values():
-            medians = [v.value for v in values]
-            sampled = sampled or any(v.samples is not None for v in values)
-            spread = max(spread, max(medians) / min(medians) - 1.0)
-            logs = [math.log(m) for m in medians]
-            mean = statistics.fmean(logs)
-            deviations.append((sum((x - mean) ** 2 for x in logs), len(logs) - 1))
-        freedom = sum(d for _, d in deviations)
-        sigma = math.sqrt(sum(s for s, _ in deviations) / freedom) if freedom else 0.0
-        deterministic = not sampled and spread == 0.0
-        if deterministic:
-            threshold = detectable = 0.0
-        else:
-            threshold = min(MAX_THRESHOLD, max(FLOOR, _ceil_percent(MARGIN * spread)))
-            detectable = _ceil_percent(
-                (1 + threshold) * math.exp(Z_19_IN_20 * sigma * math.sqrt(2)) - 1)
-        rows.append(BenchmarkNoise(benchmark, len({p for _, p in points}),
-                                   max(len(v) for v in points.values()),
-                                   deterministic, round(spread, 6), round(sigma, 6), threshold,
-                                   detectable))
+        row = _noise_row(benchmark, None, points)
+        rows.append(row)
+        firsts = sorted({params[0] for _, params in points if params})
+        if row.deterministic or len(firsts) < 2 \
+                or not all(PARAMETER_VALUE.fullmatch(first) for first in firsts):
+            # exact everywhere, one value (its row would be the benchmark's), or values a
+            # model file does not hold
+            continue
+        for first in firsts:
+            part = {p: vs for p, vs in points.items() if p[1] and p[1][0] == first}
+            rows.append(_noise_row(benchmark, first, part, timing=True))
     return NoiseModel(tuple(rows), tuple(labels))
 
 
+def _noise_row(benchmark: str, first_parameter: str | None,
+               points: dict[tuple, list[AsvValue]], timing: bool = False) -> BenchmarkNoise:
+    """The row of ``points`` (``(group, params)``: the values measured of that point in that
+    group), by the rules of the module. ``timing``: a row of a benchmark that is not exact
+    (a workload whose values happened not to move still gets the floor)."""
+    spread, deviations, sampled = 0.0, [], False
+    for values in points.values():
+        medians = [v.value for v in values]
+        sampled = sampled or any(v.samples is not None for v in values)
+        spread = max(spread, max(medians) / min(medians) - 1.0)
+        logs = [math.log(m) for m in medians]
+        mean = statistics.fmean(logs)
+        deviations.append((sum((x - mean) ** 2 for x in logs), len(logs) - 1))
+    freedom = sum(d for _, d in deviations)
+    sigma = math.sqrt(sum(s for s, _ in deviations) / freedom) if freedom else 0.0
+    deterministic = not timing and not sampled and spread == 0.0
+    if deterministic:
+        threshold = detectable = 0.0
+    else:
+        threshold = min(MAX_THRESHOLD, max(FLOOR, _ceil_percent(MARGIN * spread)))
+        detectable = smallest_detected_change(points, threshold)
+    return BenchmarkNoise(benchmark, len({p for _, p in points}),
+                          max(len(v) for v in points.values()), deterministic,
+                          round(spread, 6), round(sigma, 6), threshold, detectable,
+                          first_parameter)
+
+
+def _scaled(value: AsvValue, factor: float) -> Measured:
+    """``value`` as the comparison rule reads it, with every number multiplied by ``factor``."""
+    samples = None if value.samples is None else tuple(x * factor for x in value.samples)
+    interval = None if value.interval is None else (value.interval[0] * factor,
+                                                    value.interval[1] * factor)
+    return Measured(value.value * factor, samples, interval)
+
+
+def flagged_share(points: dict[tuple, list[AsvValue]], threshold: float,
+                  change: float) -> float:
+    """The share of the A/A pairs of ``points`` (each two measurements of one point in one
+    group, each side in turn) that :func:`decide` flags in the right direction once the change
+    is put into one side: a slowdown (``* (1 + change)``) and a speed-up (``/ (1 + change)``)."""
+    flagged = trials = 0
+    for values in points.values():
+        for i, first in enumerate(values):
+            for second in values[i + 1:]:
+                for before, now in ((first, second), (second, first)):
+                    base = _scaled(before, 1.0)
+                    for factor, direction in ((1 + change, "worse"), (1 / (1 + change),
+                                                                       "better")):
+                        trials += 1
+                        flagged += decide(base, _scaled(now, factor), threshold) == direction
+    return flagged / trials if trials else 0.0
+
+
+def smallest_detected_change(points: dict[tuple, list[AsvValue]], threshold: float) -> float:
+    """The smallest change on a grid of 1% (at most ``MAX_THRESHOLD``) whose
+    :func:`flagged_share` is at least ``POWER``: bisection, the share growing with the change
+    (every step of the rule is monotone in it)."""
+    low = round(threshold * 100)  # a change at the threshold is not beyond it
+    high = round(MAX_THRESHOLD * 100)
+    if flagged_share(points, threshold, high / 100) < POWER:
+        return MAX_THRESHOLD
+    while high - low > 1:
+        middle = (low + high) // 2
+        if flagged_share(points, threshold, middle / 100) >= POWER:
+            high = middle
+        else:
+            low = middle
+    return high / 100
+
+
 def config_thresholds(model: NoiseModel) -> dict[str, float]:
-    """``regressions_thresholds`` entries of the model: one pattern per benchmark. asv
-    ``re.match``-es the name of a graph, which carries the point's parameters and the branch
-    (``name(params)@main``), and takes the largest matching threshold; the pattern stops at
-    the name's end so that no other benchmark's name it begins matches."""
-    return {re.escape(b.benchmark) + r"(?=$|\(|@)": b.threshold for b in model.benchmarks}
+    """``regressions_thresholds`` entries of the model. asv ``re.match``-es the name of a
+    graph, which carries the point's parameters and the branch (``name('mlp', 'plp')@main``;
+    :attr:`AsvValue.label` is the same without the quotes), and takes the largest matching
+    threshold, so the patterns of one benchmark never overlap: one for each first parameter's
+    row, and the benchmark's row for every other point (none of those values follows the
+    name). Each pattern stops at the name's end so that no other benchmark's name it begins
+    matches."""
+    entries: dict[str, float] = {}
+    for benchmark in sorted({b.benchmark for b in model.benchmarks}):
+        rows = [b for b in model.benchmarks if b.benchmark == benchmark]
+        values = [re.escape(b.first_parameter) for b in rows if b.first_parameter is not None]
+        name = re.escape(benchmark)
+        for row in rows:
+            if row.first_parameter is not None:
+                entries[name + r"\('?" + re.escape(row.first_parameter) + r"'?[,)]"] = \
+                    row.threshold
+        whole = next((b for b in rows if b.first_parameter is None), None)
+        if whole is not None:
+            others = rf"(?!\('?(?:{'|'.join(values)})'?[,)])" if values else ""
+            entries[name + others + r"(?=$|\(|@)"] = whole.threshold
+    return entries
 
 
 BEGIN = "// noise model: begin (written by `plp-bench noise`; do not edit by hand)"
@@ -217,12 +327,18 @@ def write_config_thresholds(config_path: str | Path, model: NoiseModel,
     path.write_text(text[:start] + block + text[end:])
 
 
+def row_order(row: BenchmarkNoise) -> tuple:
+    """Rows sorted by benchmark, each benchmark's own row before its first parameters'."""
+    return row.benchmark, row.first_parameter is not None, row.first_parameter or ""
+
+
 def markdown(model: NoiseModel) -> str:
-    """The model as a Markdown table, one row per benchmark, grouped by suite."""
+    """The model as a Markdown table, one row per benchmark (then one per first parameter),
+    grouped by suite."""
     lines = ["| suite | benchmark | points | A/A spread | threshold | detects (19 in 20) |",
              "| --- | --- | --- | --- | --- | --- |"]
-    for b in sorted(model.benchmarks, key=lambda b: b.benchmark):
-        suite, _, rest = b.benchmark.partition(".")
+    for b in sorted(model.benchmarks, key=row_order):
+        suite, _, rest = b.label.partition(".")
         detects = "any change (exact)" if b.deterministic else f"{b.detectable:.0%}"
         lines.append(f"| `{suite}` | `{rest}` | {b.points} | {b.spread:.1%} | "
                      f"{b.threshold:.0%} | {detects} |")
