@@ -155,9 +155,6 @@ def test_noise_model_spread_threshold_and_detectable_change():
     assert timing.points == 2 and timing.measurements == 3
     assert timing.spread == pytest.approx(0.05)  # 2.10 / 2.00 - 1
     assert timing.threshold == pytest.approx(0.08)  # ceil(1.5 * 5%) to 1%
-    logs = [[math.log(v) for v in (1.0, 1.02, 1.01)], [math.log(v) for v in (2.0, 2.1, 2.05)]]
-    pooled = math.sqrt(sum(sum((x - sum(p) / 3) ** 2 for x in p) for p in logs) / 4)
-    assert timing.sigma == pytest.approx(pooled, rel=1e-4)
     # detectable, by hand: the samples (three equal values a side) cannot reach the test's
     # level and their intervals are points, so the rule is the threshold alone; the smallest
     # change on a 1% grid that moves at least 95% of the A/A pairs, each side in turn, slowed
@@ -199,7 +196,7 @@ def test_each_workload_of_a_timing_gets_its_own_threshold():
     assert loud.threshold == whole.threshold == pytest.approx(0.12)  # ceil(1.5 * 8%)
     assert quiet.spread == pytest.approx(0.01)
     assert quiet.threshold == noise_model.FLOOR  # 1.5 * 1% is below the floor
-    assert not quiet.deterministic and quiet.sigma < loud.sigma
+    assert not quiet.deterministic and quiet.detectable < loud.detectable
     # an exact benchmark keeps one row, however many workloads it has
     assert model.of("s.B.steps").deterministic and model.of("s.B.steps", "mlp") is None
     assert "| `s` | `A.t(mlp, ...)` | 2 | 1.0% | 3% |" in noise_model.markdown(model)
@@ -232,11 +229,18 @@ def test_a_model_of_schema_1_is_still_read_and_a_hostile_parameter_is_refused(tm
     model = noise_model.build(_two_workloads(), ["r1", "r2", "r3"])
     old = model.to_json()
     old["schema"] = 1
-    old["benchmarks"] = [{k: v for k, v in row.items() if k != "first_parameter"}
+    # schema 1 had no rows per first parameter, and a sigma no longer used
+    old["benchmarks"] = [{**{k: v for k, v in row.items() if k != "first_parameter"},
+                          "sigma": 0.01}
                          for row in old["benchmarks"] if row["first_parameter"] is None]
     path = tmp_path / "model.json"
     path.write_text(json.dumps(old))
     assert noise_model.NoiseModel.load(path).of("s.A.t").threshold == pytest.approx(0.12)
+    schema_2_with_sigma = model.to_json()
+    schema_2_with_sigma["benchmarks"][0]["sigma"] = 0.01
+    path.write_text(json.dumps(schema_2_with_sigma))
+    with pytest.raises(ConfigError, match=r"benchmarks\[0\]: expected the fields"):
+        noise_model.NoiseModel.load(path)
     # a parameter value a model file could not hold gets no row of its own
     odd = noise_model.build(_rounds([{("s.A.t", ("a b",)): 1.0, ("s.A.t", ("c",)): 1.0},
                                      {("s.A.t", ("a b",)): 1.1, ("s.A.t", ("c",)): 1.0}],

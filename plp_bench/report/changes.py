@@ -40,12 +40,6 @@ def _seed_seconds(runs: list[RunResult], index: int) -> tuple[float, ...]:
                  else r.train_seconds for r in runs)
 
 
-def _asv_measured(value: AsvValue | None) -> Measured | None:
-    if value is None or value.value is None:
-        return None
-    return Measured(value.value, value.samples, value.interval)
-
-
 def _change(before: float | None, now: float | None) -> str:
     if before is None or now is None:
         return ""
@@ -150,7 +144,7 @@ def asv_table(values: list[AsvValue], before: list[AsvValue] | None = None, *,
         if before is not None:
             previous = old.get(v.key)
             a = None if previous is None else previous.value
-            style = decide(_asv_measured(previous), _asv_measured(v), thresholds.of(v.label))
+            style = decide(Measured.of(previous), Measured.of(v), thresholds.of(v.label))
             ratio = "—" if a in (None, 0) or v.value is None else f"{v.value / a:.2f}"
             cells[2] = Cell(cells[2].text, style)
             cells += [Cell(_format(a, v.unit)), Cell(ratio, style)]

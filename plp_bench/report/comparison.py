@@ -26,6 +26,8 @@ from typing import Literal
 
 from scipy.stats import mannwhitneyu
 
+from .asv_results import AsvValue
+
 # The test's level. asv's own (``asv._stats.is_different``) is ASV_ALPHA, where the test alone
 # guards a ``time_`` benchmark; here rule 1's threshold, measured on A/A rounds, guards too, and
 # at asv's level the test's power set the smallest change detected (a 6% change of the ODE
@@ -44,6 +46,21 @@ class Measured:
     value: float
     samples: tuple[float, ...] | None = None
     interval: tuple[float, float] | None = None
+
+    @classmethod
+    def of(cls, value: AsvValue | None) -> Measured | None:
+        """An asv value as the rule reads it; None where it failed or was skipped."""
+        if value is None or value.value is None:
+            return None
+        return cls(value.value, value.samples, value.interval)
+
+    def scaled(self, factor: float) -> Measured:
+        """The same measurement with every number multiplied by ``factor`` (a change put into
+        it, :mod:`plp_bench.report.noise_model`)."""
+        return Measured(self.value * factor,
+                        None if self.samples is None else tuple(x * factor for x in self.samples),
+                        None if self.interval is None else (self.interval[0] * factor,
+                                                            self.interval[1] * factor))
 
     @property
     def sampled(self) -> bool:
