@@ -32,7 +32,9 @@ from .asv_results import AsvValue
 # guards a ``time_`` benchmark; here rule 1's threshold, measured on A/A rounds, guards too, and
 # at asv's level the test's power set the smallest change detected (a 6% change of the ODE
 # over GD ratio, 8 samples a side spread over 4%, was flagged in 20 of 48 A/A pairs). Measured
-# on the A/A rounds (README, "Comparing commits"): at 0.01 no held-out A/A pair was flagged.
+# on the A/A rounds (README, "Comparing commits"): at 0.01 no held-out A/A pair of r12-r15 was
+# flagged (r16, with both cores busy, moved absolute times 15% past the model of r12-r15, which
+# asv's level flagged too).
 ALPHA = 0.01
 ASV_ALPHA = 0.002
 Verdict = Literal["worse", "better"] | None
