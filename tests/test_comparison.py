@@ -19,7 +19,7 @@ from scipy.stats import mannwhitneyu
 from plp_bench.cli import main
 from plp_bench.core.config import ConfigError
 from plp_bench.report import noise_model
-from plp_bench.report.asv_results import AsvValue, Thresholds, commit_values
+from plp_bench.report.asv_results import AsvValue, Thresholds, commit_values, point_name
 from plp_bench.report.comparison import ALPHA, ASV_ALPHA, Measured, decide, samples_differ, smallest_p
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -341,9 +341,8 @@ def test_the_repository_config_is_in_step_with_the_committed_model():
     thresholds = Thresholds.load(ROOT / "asv.conf.json")
     assert model.benchmarks
     for row in model.benchmarks:
-        point = (row.benchmark if row.first_parameter is None
-                 else f"{row.benchmark}({row.first_parameter}, x)")
-        assert thresholds.of(point) == row.threshold, row.label
+        params = () if row.first_parameter is None else (row.first_parameter, "x")
+        assert thresholds.of(point_name(row.benchmark, params)) == row.threshold, row.label
     written = noise_model.config_thresholds(model)
     assert {k: v for k, v in thresholds.patterns if k in written} == written
 

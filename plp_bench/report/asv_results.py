@@ -62,7 +62,14 @@ class AsvValue:
 
     @property
     def label(self) -> str:
-        return f"{self.benchmark}({', '.join(self.params)})" if self.params else self.benchmark
+        return point_name(self.benchmark, self.params)
+
+
+def point_name(benchmark: str, params: tuple[str, ...]) -> str:
+    """A benchmark's point as asv names its graph, without quotes or branch:
+    ``name(mlp, plp)``; the name alone where the benchmark has no parameters. The thresholds'
+    patterns (:class:`Thresholds`) are matched against it."""
+    return f"{benchmark}({', '.join(params)})" if params else benchmark
 
 
 def _param_text(value: str) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from ..core.record import RunResult, group_runs
 from ..core.stats import censored, median
 from ..core.tables import Cell, Column, Style, TableData
-from .asv_results import AsvValue, Thresholds
+from .asv_results import AsvValue, Thresholds, point_name
 from .comparison import Measured, decide
 
 STEPS = "convergence.TargetTracks.track_steps_to_target"
@@ -60,8 +60,8 @@ def record_changes(now: Iterable[RunResult], before: Iterable[RunResult], *,
     current, base = group_runs(now), group_runs(before)
     tables = {}
     for workload in sorted(current):
-        # as asv names the workload's points: the noise model may have a row for it
-        limits = {name: thresholds.of(f"{name}({workload})")
+        # the noise model may have a row for the workload
+        limits = {name: thresholds.of(point_name(name, (workload,)))
                   for name in (STEPS, SECONDS, TEST_ERROR)}
         methods = current[workload]
         targets = [t.target for t in next(iter(methods.values()))[0].targets]

@@ -268,18 +268,21 @@ def config_thresholds(model: NoiseModel) -> dict[str, float]:
     row, and the benchmark's row for every other point (none of those values follows the
     name). Each pattern stops at the name's end so that no other benchmark's name it begins
     matches."""
+    def first_parameter_is(values: list[str]) -> str:  # quoted by asv, bare in a label
+        either = "|".join(map(re.escape, values))
+        return r"\('?" + (either if len(values) == 1 else f"(?:{either})") + r"'?[,)]"
+
     entries: dict[str, float] = {}
     for benchmark in sorted({b.benchmark for b in model.benchmarks}):
         rows = [b for b in model.benchmarks if b.benchmark == benchmark]
-        values = [re.escape(b.first_parameter) for b in rows if b.first_parameter is not None]
+        values = [b.first_parameter for b in rows if b.first_parameter is not None]
         name = re.escape(benchmark)
         for row in rows:
             if row.first_parameter is not None:
-                entries[name + r"\('?" + re.escape(row.first_parameter) + r"'?[,)]"] = \
-                    row.threshold
+                entries[name + first_parameter_is([row.first_parameter])] = row.threshold
         whole = next((b for b in rows if b.first_parameter is None), None)
         if whole is not None:
-            others = rf"(?!\('?(?:{'|'.join(values)})'?[,)])" if values else ""
+            others = f"(?!{first_parameter_is(values)})" if values else ""
             entries[name + others + r"(?=$|\(|@)"] = whole.threshold
     return entries
 
