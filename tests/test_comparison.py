@@ -354,9 +354,11 @@ def _git(*args: str) -> str:
                           check=True).stdout.strip()
 
 
-def _results_file(folder: Path, machine: str, commit: str, points: dict) -> None:
+def _results_file(folder: Path, machine: str, commit: str, points: dict,
+                  version: str = "1") -> None:
     """An asv results file of ``commit`` in asv 0.6's layout, one benchmark per entry of
-    ``points``: name -> (params, values, samples or None)."""
+    ``points``: name -> (params, values, samples or None), each measured by ``version`` of
+    its benchmark."""
     columns = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
                "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat",
                "samples", "profile"]
@@ -364,8 +366,8 @@ def _results_file(folder: Path, machine: str, commit: str, points: dict) -> None
     for name, (params, values, samples) in points.items():
         lows = [min(s) if s else None for s in samples] if samples else None
         highs = [max(s) if s else None for s in samples] if samples else None
-        results[name] = [values, params, "1", 0, 1.0, lows, highs, None, None, None, None,
-                         samples, None]
+        results[name] = [values, params, version, 0, 1.0, lows, highs, None, None, None,
+                         None, samples, None]
     data = {"commit_hash": commit, "env_name": "existing-py", "date": 0,
             "params": {"machine": machine}, "python": "3.11", "requirements": {},
             "env_vars": {}, "result_columns": columns, "results": results, "version": 2}
@@ -420,6 +422,83 @@ def test_compare_names_a_changed_benchmark_and_stays_report_only(tmp_path, capsy
     assert "track_update_time_ratio(mlp, plp)" in last and "worse" in last
     assert main(["compare", base, head, "--results", str(results), *config,
                  "--fail-on-change"]) == 1
+
+
+def _benchmarks_file(folder: Path, versions: dict[str, str]) -> None:
+    """asv's ``benchmarks.json``: each benchmark's current version."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "benchmarks.json").write_text(json.dumps(
+        {name: {"version": v, "unit": "ratio"} for name, v in versions.items()}
+        | {"version": 2}))
+
+
+def test_a_value_measured_by_another_version_of_its_benchmark_is_compared_with_nothing(
+        tmp_path, capsys):
+    """The base was measured before the benchmark's definition changed (version 1), the head
+    after (version 2): a 30% move between them is not a change, and is shown as such."""
+    (tmp_path / "asv.conf.json").write_text('{"regressions_thresholds": {".*": 0.05}}')
+    base, head = _git("rev-parse", "HEAD~1"), _git("rev-parse", "HEAD")
+    name = "loop.LoopOverhead.track_overhead_ratio"
+    rng = random.Random(5)
+    for commit, scale, version in ((base, 1.0, "1"), (head, 1.3, "2")):
+        samples = noisy(1.04 * scale, 0.01, 12, rng)
+        _results_file(tmp_path / "results", "ci", commit, {
+            name: ([["'digits-mlp'"]], [as_measured(samples).value], [list(samples)])},
+            version=version)
+    _benchmarks_file(tmp_path / "results", {name: "2"})
+    before = commit_values(tmp_path / "results", base)
+    now = commit_values(tmp_path / "results", head)
+    assert [(v.version, v.current) for v in before] == [("1", False)]
+    assert [(v.version, v.current) for v in now] == [("2", True)]
+    assert not before[0].comparable(now[0]) and now[0].comparable(now[0])
+    config = ["--config", str(tmp_path / "asv.conf.json")]
+    assert main(["compare", base, head, "--results", str(tmp_path / "results"), "--all",
+                 *config]) == 0
+    out = capsys.readouterr().out
+    assert "other version" in out
+    assert out.strip().splitlines()[-1] == f"compared with {base[:12]}: no change"
+    # the same values under one version: the move is a change
+    _benchmarks_file(tmp_path / "results", {name: "1"})
+    for commit in (base, head):
+        (tmp_path / "results" / "ci" / f"{commit[:8]}-existing-py.json").write_text(
+            (tmp_path / "results" / "ci" / f"{commit[:8]}-existing-py.json").read_text()
+            .replace('"2", 0, 1.0', '"1", 0, 1.0'))
+    assert main(["compare", base, head, "--results", str(tmp_path / "results"),
+                 *config]) == 0
+    assert "1 changed" in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_the_noise_model_leaves_out_values_of_another_version_of_their_benchmark(
+        tmp_path, capsys):
+    """Rounds measured before a benchmark changed still count for the other benchmarks;
+    the changed one's noise comes from the rounds of its current version only."""
+    base, head = _git("rev-parse", "HEAD~1"), _git("rev-parse", "HEAD")
+    changed, kept = "loop.LoopOverhead.track_overhead_ratio", "step_cost.U.track_r"
+    rng = random.Random(6)
+    for machine, version, loop_center, kept_center in (("old", "1", (1.0, 1.4), (1.2, 1.3)),
+                                                       ("new", "2", (1.04, 1.05), (1.2, 1.2))):
+        for commit, center, other_center in zip((base, head), loop_center, kept_center,
+                                                strict=True):
+            loop, other = noisy(center, 0.01, 12, rng), noisy(other_center, 0.01, 12, rng)
+            _results_file(tmp_path / "results", machine, commit, {
+                changed: ([["'digits-mlp'"]], [as_measured(loop).value], [list(loop)]),
+                kept: ([["'mlp'"]], [as_measured(other).value], [list(other)])},
+                version=version)
+            # the kept benchmark did not change: rewrite its version to the current one
+            path = tmp_path / "results" / machine / f"{commit[:8]}-existing-py.json"
+            data = json.loads(path.read_text())
+            data["results"][kept][2] = "2"
+            path.write_text(json.dumps(data))
+    _benchmarks_file(tmp_path / "results", {changed: "2", kept: "2"})
+    (tmp_path / "asv.conf.json").write_text((ROOT / "asv.conf.json").read_text())
+    model = tmp_path / "model.json"
+    assert main(["noise", "--commit", base, "--commit", head, "--results",
+                 str(tmp_path / "results"), "--model", str(model), "--config",
+                 str(tmp_path / "asv.conf.json")]) == 0
+    written = noise_model.NoiseModel.load(model)
+    assert written.of(changed).spread < 0.03  # the new round's pair only, not the old 40%
+    assert written.of(kept).spread > 0.05  # the old round's 8% counts for the other
+    capsys.readouterr()
 
 
 def test_compare_without_results_is_a_named_error(tmp_path, capsys):

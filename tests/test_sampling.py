@@ -230,30 +230,52 @@ def test_a_jump_method_is_timed_past_its_jumps():
     assert plain.step_count == 0
 
 
-def test_a_loops_cost_per_step_is_its_median_interval_between_optimizer_steps(monkeypatch):
+def test_a_loops_cost_per_step_is_paired_turn_by_turn_with_the_reference(monkeypatch):
     import torch
 
     from benchmarks import loop
 
     clock = SteppedClock()
     monkeypatch.setattr(sampling, "time", clock)  # the loop reads sampling.clock_for()
+
+    class Reference:
+        """A reference loop whose step costs 2 ms in a quiet spell, 4 ms in a slow one, and
+        1 ms more on the first step of a turn (a cold cache)."""
+
+        def __init__(self):
+            weight = torch.nn.Parameter(torch.ones(2))
+            self.optimizer = torch.optim.SGD([weight], lr=0.1)
+            self.weight, self.steps, self.slow = weight, 0, False
+
+        def step(self):
+            self.weight.grad = torch.ones(2)
+            self.optimizer.step()  # its own step passes through the hook untimed
+            cold = 0.001 if self.steps % 3 == 0 else 0.0
+            clock.now += (0.004 if self.slow else 0.002) + cold
+            self.steps += 1
+
+    reference = Reference()
     weight = torch.nn.Parameter(torch.ones(2))
     optimizer = torch.optim.SGD([weight], lr=0.1)
-    costs = [0.002] * 9 + [0.5]  # a one-off cost (an evaluation) between two steps
-    with loop.StepIntervals() as intervals:
-        for cost in costs:
+    with loop.InterleavedSteps(reference, block=3) as steps:
+        for step in range(12):
+            # the harness's step: 2.2 ms, 4.4 ms in the slow spell (turns 2 and 3), 5 ms more
+            # on a turn's first step (cold) and 0.5 s at step 7 (an evaluation)
+            reference.slow = 3 <= step < 9
             weight.grad = torch.ones(2)
             optimizer.step()
-            clock.now += cost
-        optimizer.step()
-    outside = len(intervals.starts)
+            clock.now += (0.0044 if reference.slow else 0.0022) \
+                + (0.005 if step % 3 == 0 else 0.0) + (0.5 if step == 7 else 0.0)
     optimizer.step()  # the hook is gone once the block ends
-    assert outside == len(costs) + 1 == len(intervals.starts)
-    assert intervals.median() == pytest.approx(0.002)
-    with loop.StepIntervals() as idle:
-        optimizer.step()
-    with pytest.raises(RuntimeError, match="1 optimizer steps were seen"):
-        idle.median()
+    assert reference.steps == 12
+    assert [len(tested) for tested, _ in steps.turns] == [2, 2, 2, 1]
+    assert [len(referenced) for _, referenced in steps.turns] == [2, 2, 2, 2]
+    # per turn: 1.1, 1.1, (4.4 and 504.4 ms over 4 ms), 1.1: a slow spell and a one-off cost
+    # leave the median over turns at the loop's true overhead
+    assert steps.ratio() == pytest.approx(1.1)
+    few = loop.InterleavedSteps(Reference(), block=3)
+    with pytest.raises(RuntimeError, match="0 turns were timed"):
+        few.ratio()
 
 
 # measured once per commit: exact values, and the wall seconds the records were trained in

@@ -10,7 +10,9 @@ Two sources of rounds:
   (machine, commit) file of the named commits one round. Name commits whose package is
   identical (an ``asv continuous`` between two such commits is two rounds). The rounds of one
   machine name were measured together (one ``asv continuous``, one CI job) and are compared
-  with each other only: the noise a comparison sees.
+  with each other only: the noise a comparison sees. Values measured by another version of
+  their benchmark than ``benchmarks.json``'s (its definition changed since) are left out, so
+  rounds measured before a benchmark changed still count for the others.
 
 It prints each benchmark's spread, the threshold it implies and the smallest change detected
 19 times in 20, writes the model (``--model``) and the thresholds into ``asv.conf.json``
@@ -105,6 +107,8 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
                 continue
             if args.bench:
                 values = [v for v in values if re.search(args.bench, v.benchmark)]
+            # a benchmark whose definition changed since: its noise is not today's
+            values = [v for v in values if v.current]
             measurements.append(values)
             labels.append(f"{machine}/{commit[:12]}")
             # read rounds: one machine name is one asv continuous, its commits measured

@@ -3,7 +3,12 @@
 asv writes one file per machine, commit and environment (``<results>/<machine>/<hash8>-<env>
 .json``): ``results`` maps each benchmark to a row laid out by ``result_columns``, whose
 ``result`` holds one value per point of the cartesian product of ``params`` (``None``: failed;
-NaN: skipped). Units and parameter names are in ``<results>/benchmarks.json``.
+NaN: skipped), and ``version`` the version of the benchmark that measured it. Units, parameter
+names and each benchmark's current version (that of the last ``asv run``'s benchmarks) are in
+``<results>/benchmarks.json``. A value measured by another version of its benchmark (one whose
+definition changed since: what it measures is not today's) is compared with nothing: as in
+``asv compare``, two commits' values of different versions are not compared, and a noise
+model is built from the current version's values only (:attr:`AsvValue.current`).
 
 The regression thresholds are those of ``asv.conf.json`` (JSON with ``//`` comments), matched
 as asv matches them: every regular expression that ``re.match``-es the benchmark name counts,
@@ -51,6 +56,13 @@ class AsvValue:
     skipped: bool = False  # asv skipped the point (NotImplementedError in setup)
     samples: tuple[float, ...] | None = None  # where asv recorded them (--record-samples)
     interval: tuple[float, float] | None = None  # asv's 99% confidence interval of the median
+    version: str | None = None  # the benchmark's version that measured it, where asv wrote one
+    current: bool = True  # measured by the benchmark's current version (or no version known)
+
+    def comparable(self, other: AsvValue) -> bool:
+        """Whether the two were measured by the same version of the benchmark (an unknown
+        version is taken to match)."""
+        return self.version is None or other.version is None or self.version == other.version
 
     @property
     def suite(self) -> str:
@@ -86,12 +98,29 @@ def _read_json(path: Path) -> dict:
                           path=("asv results",)) from None
 
 
-def _units(results_dir: Path) -> dict[str, str]:
+MAX_VERSION_CHARS = 200
+
+
+def _version(value: object) -> str | None:
+    """A benchmark version as asv writes it (a string, a hash of the code or the benchmark's
+    ``version`` attribute); None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    text = str(value)
+    return text if len(text) <= MAX_VERSION_CHARS else None
+
+
+def _benchmark_meta(results_dir: Path) -> tuple[dict[str, str], dict[str, str | None]]:
+    """Each benchmark's unit and current version, from ``benchmarks.json``."""
     path = results_dir / "benchmarks.json"
     if not path.is_file():
-        return {}
+        return {}, {}
     meta = _read_json(path)
-    return {name: info.get("unit", "") for name, info in meta.items() if isinstance(info, dict)}
+    if not isinstance(meta, dict):
+        return {}, {}
+    infos = {name: info for name, info in meta.items() if isinstance(info, dict)}
+    return ({name: str(info.get("unit", "")) for name, info in infos.items()},
+            {name: _version(info.get("version")) for name, info in infos.items()})
 
 
 def commit_values(results_dir: str | Path, commit: str) -> list[AsvValue]:
@@ -100,7 +129,7 @@ def commit_values(results_dir: str | Path, commit: str) -> list[AsvValue]:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         return []
-    units = _units(results_dir)
+    units, versions = _benchmark_meta(results_dir)
     values: list[AsvValue] = []
     for path in sorted(results_dir.glob(f"*/{commit[:8]}-*.json")):
         data = _read_json(path)
@@ -118,6 +147,8 @@ def commit_values(results_dir: str | Path, commit: str) -> list[AsvValue]:
                 results = [results]
             lows, highs = _column(entry, "stats_ci_99_a"), _column(entry, "stats_ci_99_b")
             samples = _column(entry, "samples")
+            version, today = _version(entry.get("version")), versions.get(name)
+            current = version is None or today is None or version == today
             for index, (point, value) in enumerate(zip(points, results, strict=False)):
                 skipped = isinstance(value, float) and math.isnan(value)
                 number = _finite(value)
@@ -125,7 +156,7 @@ def commit_values(results_dir: str | Path, commit: str) -> list[AsvValue]:
                     name, tuple(_param_text(p) for p in point),
                     None if value is None or skipped or number is None else number,
                     units.get(name, ""), machine, skipped, _samples(samples, index),
-                    _interval(lows, highs, index)))
+                    _interval(lows, highs, index), version, current))
     return values
 
 

@@ -136,13 +136,20 @@ def asv_table(values: list[AsvValue], before: list[AsvValue] | None = None, *,
         caption="every value is lower-is-better; points asv skipped are left out" + (
             f"; ratio = now / {label}; red/green: beyond the threshold of "
             f"{thresholds.source} for that benchmark and, for a timing, beyond the noise of "
-            "its samples" if before is not None else ""))
+            "its samples; other version: the benchmark's definition changed between the two, "
+            "so they are not compared" if before is not None else ""))
     old = {v.key: v for v in before or []}
     for v in shown:
         cells = [Cell(v.benchmark), Cell(", ".join(v.params)),
                  Cell(_format(v.value, v.unit)) if v.value is not None else Cell("failed", "warn")]
         if before is not None:
             previous = old.get(v.key)
+            if previous is not None and not previous.comparable(v):
+                # another version of the benchmark measured it: not the same quantity
+                cells += [Cell(_format(previous.value, v.unit)),
+                          Cell("other version", "warn")]
+                table.add_row(*cells)
+                continue
             a = None if previous is None else previous.value
             style = decide(Measured.of(previous), Measured.of(v), thresholds.of(v.label))
             ratio = "—" if a in (None, 0) or v.value is None else f"{v.value / a:.2f}"
