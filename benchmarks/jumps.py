@@ -93,6 +93,7 @@ class JumpTime(_Jump):
 
 class JumpCost(_Jump):
     params = [SIZE.parameter_sets, SIZE.jump_methods]
+    version = 4  # 4: each block over the reference calls beside it
 
     def track_jump_cost_in_steps(self, parameters, method):
         """A jump's cost in optimizer steps: the time of one jump over the time of one step of

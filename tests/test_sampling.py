@@ -85,6 +85,29 @@ def test_a_long_work_is_timed_block_by_block_each_block_beside_a_reference_call(
     assert order == one_sample * 3 and made == [0, 32, 64]
 
 
+def test_each_block_is_measured_in_units_of_the_reference_call_beside_it(monkeypatch):
+    """One pass a sample (a ResNet18 jump): a spell that makes the second block and the
+    reference call after it 3x slower leaves the sample at its quiet value, 4 + 6 + 10 ms in
+    1 ms reference calls; over the median of all reference calls it would read 32."""
+    clock = SteppedClock()
+    monkeypatch.setattr(sampling, "time", clock)
+    calls = []
+
+    def call(name, cost):
+        def timed():
+            calls.append(name)
+            # the spell: the second block's timed call and the reference call after it
+            slow = 3 if calls[-2:] in (["r", "b"], ["b", "r"]) and len(calls) > 3 else 1
+            clock.now += cost * slow
+        return timed
+
+    ratios = sampling.blockwise_ratios(
+        lambda: ([call("a", 0.004), call("b", 0.006), call("c", 0.010)], call("r", 0.001)),
+        samples=1, budget=1e-9, least=1)
+    assert calls == ["r", "a", "a", "r", "b", "r", "c", "r"]
+    assert ratios == [pytest.approx(20.0)]
+
+
 def test_a_blockwise_sample_passes_at_least_least_times(monkeypatch):
     """Blocks far over the budget still get ``least`` passes (plus the discarded warm-up)."""
     clock = SteppedClock()
