@@ -355,10 +355,10 @@ def _git(*args: str) -> str:
 
 
 def _results_file(folder: Path, machine: str, commit: str, points: dict,
-                  version: str = "1") -> None:
+                  versions: dict[str, str] | None = None) -> None:
     """An asv results file of ``commit`` in asv 0.6's layout, one benchmark per entry of
-    ``points``: name -> (params, values, samples or None), each measured by ``version`` of
-    its benchmark."""
+    ``points``: name -> (params, values, samples or None), each measured by version
+    ``versions[name]`` of its benchmark (default "1")."""
     columns = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
                "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat",
                "samples", "profile"]
@@ -366,8 +366,8 @@ def _results_file(folder: Path, machine: str, commit: str, points: dict,
     for name, (params, values, samples) in points.items():
         lows = [min(s) if s else None for s in samples] if samples else None
         highs = [max(s) if s else None for s in samples] if samples else None
-        results[name] = [values, params, version, 0, 1.0, lows, highs, None, None, None,
-                         None, samples, None]
+        results[name] = [values, params, (versions or {}).get(name, "1"), 0, 1.0, lows, highs,
+                         None, None, None, None, samples, None]
     data = {"commit_hash": commit, "env_name": "existing-py", "date": 0,
             "params": {"machine": machine}, "python": "3.11", "requirements": {},
             "env_vars": {}, "result_columns": columns, "results": results, "version": 2}
@@ -435,36 +435,34 @@ def _benchmarks_file(folder: Path, versions: dict[str, str]) -> None:
 def test_a_value_measured_by_another_version_of_its_benchmark_is_compared_with_nothing(
         tmp_path, capsys):
     """The base was measured before the benchmark's definition changed (version 1), the head
-    after (version 2): a 30% move between them is not a change, and is shown as such."""
+    after (version 2): a 30% move between them is not a change, and is shown as such; the
+    same values under one version are a change."""
     (tmp_path / "asv.conf.json").write_text('{"regressions_thresholds": {".*": 0.05}}')
+    config = ["--config", str(tmp_path / "asv.conf.json")]
     base, head = _git("rev-parse", "HEAD~1"), _git("rev-parse", "HEAD")
     name = "loop.LoopOverhead.track_overhead_ratio"
-    rng = random.Random(5)
-    for commit, scale, version in ((base, 1.0, "1"), (head, 1.3, "2")):
-        samples = noisy(1.04 * scale, 0.01, 12, rng)
-        _results_file(tmp_path / "results", "ci", commit, {
-            name: ([["'digits-mlp'"]], [as_measured(samples).value], [list(samples)])},
-            version=version)
-    _benchmarks_file(tmp_path / "results", {name: "2"})
-    before = commit_values(tmp_path / "results", base)
-    now = commit_values(tmp_path / "results", head)
+    results = tmp_path / "results"
+
+    def measured(head_version: str) -> None:
+        rng = random.Random(5)
+        for commit, scale, version in ((base, 1.0, "1"), (head, 1.3, head_version)):
+            samples = noisy(1.04 * scale, 0.01, 12, rng)
+            _results_file(results, "ci", commit, {
+                name: ([["'digits-mlp'"]], [as_measured(samples).value], [list(samples)])},
+                versions={name: version})
+        _benchmarks_file(results, {name: head_version})
+
+    measured("2")
+    before, now = commit_values(results, base), commit_values(results, head)
     assert [(v.version, v.current) for v in before] == [("1", False)]
     assert [(v.version, v.current) for v in now] == [("2", True)]
     assert not before[0].comparable(now[0]) and now[0].comparable(now[0])
-    config = ["--config", str(tmp_path / "asv.conf.json")]
-    assert main(["compare", base, head, "--results", str(tmp_path / "results"), "--all",
-                 *config]) == 0
+    assert main(["compare", base, head, "--results", str(results), "--all", *config]) == 0
     out = capsys.readouterr().out
     assert "other version" in out
     assert out.strip().splitlines()[-1] == f"compared with {base[:12]}: no change"
-    # the same values under one version: the move is a change
-    _benchmarks_file(tmp_path / "results", {name: "1"})
-    for commit in (base, head):
-        (tmp_path / "results" / "ci" / f"{commit[:8]}-existing-py.json").write_text(
-            (tmp_path / "results" / "ci" / f"{commit[:8]}-existing-py.json").read_text()
-            .replace('"2", 0, 1.0', '"1", 0, 1.0'))
-    assert main(["compare", base, head, "--results", str(tmp_path / "results"),
-                 *config]) == 0
+    measured("1")
+    assert main(["compare", base, head, "--results", str(results), *config]) == 0
     assert "1 changed" in capsys.readouterr().out.strip().splitlines()[-1]
 
 
@@ -483,12 +481,7 @@ def test_the_noise_model_leaves_out_values_of_another_version_of_their_benchmark
             _results_file(tmp_path / "results", machine, commit, {
                 changed: ([["'digits-mlp'"]], [as_measured(loop).value], [list(loop)]),
                 kept: ([["'mlp'"]], [as_measured(other).value], [list(other)])},
-                version=version)
-            # the kept benchmark did not change: rewrite its version to the current one
-            path = tmp_path / "results" / machine / f"{commit[:8]}-existing-py.json"
-            data = json.loads(path.read_text())
-            data["results"][kept][2] = "2"
-            path.write_text(json.dumps(data))
+                versions={changed: version, kept: "2"})  # the kept one did not change
     _benchmarks_file(tmp_path / "results", {changed: "2", kept: "2"})
     (tmp_path / "asv.conf.json").write_text((ROOT / "asv.conf.json").read_text())
     model = tmp_path / "model.json"

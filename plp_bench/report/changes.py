@@ -144,16 +144,15 @@ def asv_table(values: list[AsvValue], before: list[AsvValue] | None = None, *,
                  Cell(_format(v.value, v.unit)) if v.value is not None else Cell("failed", "warn")]
         if before is not None:
             previous = old.get(v.key)
+            a = None if previous is None else previous.value
             if previous is not None and not previous.comparable(v):
                 # another version of the benchmark measured it: not the same quantity
-                cells += [Cell(_format(previous.value, v.unit)),
-                          Cell("other version", "warn")]
-                table.add_row(*cells)
-                continue
-            a = None if previous is None else previous.value
-            style = decide(Measured.of(previous), Measured.of(v), thresholds.of(v.label))
-            ratio = "—" if a in (None, 0) or v.value is None else f"{v.value / a:.2f}"
-            cells[2] = Cell(cells[2].text, style)
-            cells += [Cell(_format(a, v.unit)), Cell(ratio, style)]
+                change = Cell("other version", "warn")
+            else:
+                style = decide(Measured.of(previous), Measured.of(v), thresholds.of(v.label))
+                ratio = "—" if a in (None, 0) or v.value is None else f"{v.value / a:.2f}"
+                cells[2] = Cell(cells[2].text, style)
+                change = Cell(ratio, style)
+            cells += [Cell(_format(a, v.unit)), change]
         table.add_row(*cells)
     return table
