@@ -102,9 +102,12 @@ class StepBench:
     @classmethod
     def build(cls, method: Any, parameters: str, *, batch_size: int | None = None,
               seed: int = 0, total_steps: int = 10_000,
-              device: str | torch.device = "cpu") -> StepBench:
+              device: str | torch.device = "cpu",
+              params: list[torch.nn.Parameter] | None = None) -> StepBench:
         """``method`` (a ``MethodConfig``) over parameter set ``parameters``, with synthetic
-        gradients, or with ``batch_size`` as whole training steps on a random batch."""
+        gradients, or with ``batch_size`` as whole training steps on a random batch.
+        ``params``: the parameters, with their gradients, to use instead of the seeded set
+        (synthetic gradients only)."""
         with harness():
             ScheduleRunner = interface_name("plp_bench.methods.schedules", "ScheduleRunner")
 
@@ -112,7 +115,7 @@ class StepBench:
         device = torch.device(device)
         model = batch = None
         if batch_size is None:
-            params = parameter_set(parameters, seed, device)
+            params = parameter_set(parameters, seed, device) if params is None else params
         else:
             model = _model(parameters, seed, device)
             params = list(model.parameters())

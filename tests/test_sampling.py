@@ -312,6 +312,7 @@ MEASURED_ONCE = {
     "ode.OdeVersusGradientDescent.track_ode_rhs_calls",
     "step_cost.HeldMemory.track_extra_memory_ratio",
     "step_cost.HeldMemoryCuda.track_extra_memory_ratio",
+    "step_cost.UpdateInstructions.track_update_instruction_ratio",  # the load does not move it
     "throughput.TrainingThroughput.track_peak_memory",
 }
 
