@@ -6,7 +6,7 @@ ResNet18's PLP and SGD optimizers, timed again and again in one process, read 1.
 over half a minute, and the medians of two processes moved up to 7% apart on an unchanged
 package (README, "Comparing commits"). The number of instructions the update executes does
 not depend on the load or the clock. One install counts the same to the instruction every
-time; two installs of one package (two virtualenvs) moved the MLP's ratios by up to 0.2% and
+time; two installs of one package (two virtualenvs) moved the MLP's ratios by up to 0.1% and
 ResNet18's by 0.0003% (the MLP's update is mostly Python, whose work depends a little on where
 its objects lie), so the noise model gives it the floor of every measured value, 3%. It
 leaves out what the instructions cost (memory traffic, vector width), which the time ratios
@@ -106,6 +106,8 @@ class ClientRequests:
     """Valgrind's client requests, issued from a page of machine code (see the module)."""
 
     def __init__(self) -> None:
+        if platform.machine() not in ("x86_64", "AMD64"):
+            raise RuntimeError(f"client requests are x86-64 code; this is {platform.machine()}")
         self._page = mmap.mmap(-1, mmap.PAGESIZE,
                                prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
         self._page.write(_REQUEST_CODE)

@@ -153,7 +153,7 @@ class UpdateInstructions:
     its update (3 steps) over its bare optimizer's, on the same parameters, counted by
     Valgrind's callgrind on torch's baseline CPU kernels (:mod:`benchmarks.instructions`).
     The machine's load and clock do not enter it: an install counts the same every time, two
-    installs of one package within 0.2%. What it leaves out, the cost of each instruction
+    installs of one package within 0.1%. What it leaves out, the cost of each instruction
     (memory traffic above all), ``UpdateOverhead``'s time ratios keep.
 
     Every method is counted on the MLP; on the other parameter sets only the methods over
