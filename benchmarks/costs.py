@@ -10,6 +10,7 @@ cycles of it, and :func:`held_bytes` counts the tensors a method keeps. The ``st
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -51,6 +52,22 @@ def parameter_set(name: str, seed: int = 0, device: str | torch.device = "cpu"
     generator = torch.Generator().manual_seed(seed + 1)
     for p in params:
         p.grad = (torch.randn(p.shape, generator=generator) * 1e-3).to(device)
+    return params
+
+
+def ramp_parameter_set(name: str) -> list[torch.nn.Parameter]:
+    """Parameter set ``name``'s shapes (the model built on the meta device: nothing drawn or
+    allocated), each filled with a fixed ramp and given a ramp gradient 500 times smaller:
+    where the values do not matter and drawing them costs (11 million random values take 20 s
+    under Valgrind, :mod:`benchmarks.instructions`)."""
+    with torch.device("meta"):
+        shapes = [p.shape for p in _model(name, 0, torch.device("meta")).parameters()]
+    params = []
+    for shape in shapes:
+        size = math.prod(shape)
+        p = torch.nn.Parameter(torch.linspace(-0.05, 0.05, size).reshape(shape))
+        p.grad = torch.linspace(1e-4, -1e-4, size).reshape(shape)
+        params.append(p)
     return params
 
 
@@ -108,6 +125,9 @@ class StepBench:
         gradients, or with ``batch_size`` as whole training steps on a random batch.
         ``params``: the parameters, with their gradients, to use instead of the seeded set
         (synthetic gradients only)."""
+        if params is not None and batch_size is not None:
+            raise ValueError("params replaces the synthetic set; whole training steps build "
+                             "their model's own")
         with harness():
             ScheduleRunner = interface_name("plp_bench.methods.schedules", "ScheduleRunner")
 

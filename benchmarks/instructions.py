@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import math
 import mmap
 import os
 import platform
@@ -93,9 +92,12 @@ _CHILD = ("import importlib.util, sys; folder = sys.argv[1]; "
           "from benchmarks.instructions import main; sys.exit(main(sys.argv[2:]))")
 
 
+X86_64 = ("x86_64", "AMD64")  # platform.machine()'s names for the code above
+
+
 def available() -> str | None:
     """None where instructions can be counted here, else why not (a sentence)."""
-    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+    if sys.platform != "linux" or platform.machine() not in X86_64:
         return f"instruction counts need x86-64 Linux, not {sys.platform} {platform.machine()}"
     if shutil.which("valgrind") is None:
         return "instruction counts need valgrind on the PATH"
@@ -106,7 +108,7 @@ class ClientRequests:
     """Valgrind's client requests, issued from a page of machine code (see the module)."""
 
     def __init__(self) -> None:
-        if platform.machine() not in ("x86_64", "AMD64"):
+        if platform.machine() not in X86_64:
             raise RuntimeError(f"client requests are x86-64 code; this is {platform.machine()}")
         self._page = mmap.mmap(-1, mmap.PAGESIZE,
                                prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
@@ -247,24 +249,6 @@ def counted_on(parameters: str, optimizer: str, jumps: bool) -> bool:
                                               and not jumps)
 
 
-def ramp_parameter_set(name: str) -> list[Any]:
-    """Parameter set ``name``'s shapes (built on the meta device: no values drawn), each
-    filled with a fixed ramp and given a ramp gradient 1000 times smaller."""
-    import torch
-
-    from .costs import _model
-
-    with torch.device("meta"):
-        shapes = [p.shape for p in _model(name, 0, torch.device("meta")).parameters()]
-    params = []
-    for shape in shapes:
-        size = math.prod(shape)
-        p = torch.nn.Parameter(torch.linspace(-0.05, 0.05, size).reshape(shape))
-        p.grad = torch.linspace(1e-4, -1e-4, size).reshape(shape)
-        params.append(p)
-    return params
-
-
 def _count_in_this_process(points: Sequence[tuple[str, str]],
                            requests: ClientRequests) -> dict[str, Any]:
     """The child's work: for each parameter set, one ramp parameter set on which each
@@ -272,7 +256,7 @@ def _count_in_this_process(points: Sequence[tuple[str, str]],
     one call (a reference shared by several methods is counted once). They share the
     parameters, which each one's steps move: the instructions of an element-wise update do
     not depend on the values, and a copy per optimizer took longer than the counts."""
-    from .costs import PARAMETER_SETS, StepBench, bare, jump_wrapper, named_method
+    from .costs import PARAMETER_SETS, StepBench, bare, jump_wrapper, named_method, ramp_parameter_set
     from .sampling import collector_off, prepare_timing
 
     prepare_timing()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import instructions
+from benchmarks.costs import StepBench, named_method, parameter_set, ramp_parameter_set
 from benchmarks.step_cost import UpdateInstructions
 
 
@@ -71,6 +72,18 @@ def test_client_requests_do_nothing_outside_valgrind():
     with pytest.raises(ValueError, match="label 'w 0'"), requests.counted("w 0"):
         pass
     assert instructions.main(["mlp:plp"]) == 2  # the child refuses to run unobserved
+
+
+def test_the_ramp_set_has_the_seeded_sets_shapes_and_gradients():
+    ramp, seeded = ramp_parameter_set("mlp"), parameter_set("mlp")
+    assert [p.shape for p in ramp] == [p.shape for p in seeded]
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in ramp)
+    first = ramp[0].detach().flatten()
+    assert first[0] == -0.05 and first[-1] == pytest.approx(0.05)
+    bench = StepBench.build(named_method("plp"), "mlp", params=ramp)
+    assert bench.params is ramp
+    with pytest.raises(ValueError, match="params replaces the synthetic set"):
+        StepBench.build(named_method("plp"), "mlp", params=ramp, batch_size=8)
 
 
 def test_which_methods_are_counted_where():
