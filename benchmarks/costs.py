@@ -30,6 +30,8 @@ PARAMETER_SETS: dict[str, tuple[str, int, tuple[int, ...]]] = {
 
 # Steps per measured call: PLP's cycle, so its amortised cost is what is timed.
 STEPS_PER_CALL = 3
+# The batch of whole training steps on the CPU
+TRAINING_BATCH = 32
 # A jump method is stepped past jumps scheduled up to here before it is timed (the registry's
 # and the workloads' jump at steps 30, 40 and 50); later jumps are too far to reach.
 JUMP_HORIZON = 200

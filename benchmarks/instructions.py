@@ -42,6 +42,7 @@ not, and the suite's points are skipped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import mmap
@@ -171,109 +172,191 @@ def read_dumps(folder: Path) -> dict[str, int]:
     return counts
 
 
+Point = tuple[str, str, str]  # (kind of count, parameter set, method)
+
+
 def ratios_from(report: dict[str, Any], counts: dict[str, int],
-                points: Sequence[tuple[str, str]]) -> dict[tuple[str, str], float]:
-    """Each counted ``(parameters, method)`` point's instructions over its bare optimizer's,
-    from the child's report (``{"labels": [[parameters, method, work label, reference
+                points: Sequence[Point]) -> dict[Point, float]:
+    """Each counted ``(kind, parameters, method)`` point's instructions over its reference's,
+    from the child's report (``{"labels": [[kind, parameters, method, work label, reference
     label], ...]}``) and the dumps' counts; a point the report leaves out (the commit lacks
-    the method) is left out."""
+    the method, or it is not counted there) is left out."""
     rows = report.get("labels")
     if not isinstance(rows, list):
         raise ValueError("the counting child's report has no 'labels' list")
     ratios = {}
     for row in rows:
-        if (not isinstance(row, list) or len(row) != 4
+        if (not isinstance(row, list) or len(row) != 5
                 or not all(isinstance(field, str) for field in row)):
             raise ValueError(f"the counting child's report: {row!r} is not "
-                             f"[parameters, method, work label, reference label]")
-        parameters, method, *labels = row
-        if (parameters, method) not in points:
-            raise ValueError(f"the counting child reported {parameters}/{method}, "
+                             f"[kind, parameters, method, work label, reference label]")
+        kind, parameters, method, *labels = row
+        if (kind, parameters, method) not in points:
+            raise ValueError(f"the counting child reported {kind} {parameters}/{method}, "
                              f"not asked for")
         if not all(label in counts for label in labels):
-            raise ValueError(f"{parameters}/{method}: labels {labels!r} match no "
+            raise ValueError(f"{kind} {parameters}/{method}: labels {labels!r} match no "
                              f"callgrind dump")
         work, reference = (counts[label] for label in labels)
         if work <= 0 or reference <= 0:
-            raise ValueError(f"{parameters}/{method}: no instructions counted")
-        ratios[(parameters, method)] = work / reference
+            raise ValueError(f"{kind} {parameters}/{method}: no instructions counted")
+        ratios[(kind, parameters, method)] = work / reference
     return ratios
 
 
-def count_ratios(points: Sequence[tuple[str, str]],
-                 timeout: float = CHILD_TIMEOUT_SECONDS) -> dict[tuple[str, str], float]:
-    """For each ``(parameters, method)`` of ``points`` (a parameter set of
-    :data:`benchmarks.costs.PARAMETER_SETS`, the installed commit's method): the
-    instructions of one PLP cycle's worth of the method's update (3 steps) over its bare
-    optimizer's, counted in one child under callgrind (see the module). A method the commit
-    lacks is left out. Raises ``RuntimeError`` where the child fails."""
+# The points of each kind are counted in one of two children run side by side (the counts do
+# not depend on the load, and a machine with two cores takes about two thirds of the time):
+# the MLP's whole training steps take about as long as everything else together.
+CHILD_KINDS = (("update", "jump"), ("step",))
+
+
+def count_ratios(points: Sequence[Point],
+                 timeout: float = CHILD_TIMEOUT_SECONDS) -> dict[Point, float]:
+    """For each ``(kind, parameters, method)`` of ``points`` (a kind of :data:`KINDS`, a
+    parameter set of :data:`benchmarks.costs.PARAMETER_SETS`, the installed commit's
+    method): the instructions of the method's work over its reference's (see :data:`KINDS`),
+    counted under callgrind (see the module) in a child per group of :data:`CHILD_KINDS`,
+    the children side by side. A point the commit lacks, or that is not counted there
+    (:func:`counted_on`), is left out. Raises ``RuntimeError`` where a child fails."""
     why_not = available()
     if why_not:
         raise RuntimeError(why_not)
+    unknown = sorted({kind for kind, _, _ in points} - set(KINDS))
+    if unknown:
+        raise ValueError(f"kinds {unknown}; allowed: {', '.join(KINDS)}")
     environment = dict(os.environ, PYTHONHASHSEED="0", ATEN_CPU_CAPABILITY="default")
-    with tempfile.TemporaryDirectory(prefix="plp-bench-callgrind-") as folder:
-        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                   "--collect-atstart=no", f"--callgrind-out-file={folder}/callgrind.out",
-                   sys.executable, "-c", _CHILD, str(Path(__file__).resolve().parent),
-                   *(f"{parameters}:{method}" for parameters, method in points)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                              env=environment, cwd=folder, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"counting instructions failed (exit {done.returncode}): "
-                               f"{done.stderr[-2000:]}")
-        last = done.stdout.strip().splitlines()[-1:] or [""]
-        if len(last[0]) > MAX_REPORT_BYTES:
-            raise RuntimeError("the counting child's report is too long")
-        try:
-            report = json.loads(last[0])
-        except json.JSONDecodeError:
-            raise RuntimeError(f"the counting child printed no report: {done.stdout[-500:]!r}"
-                               ) from None
-        if not isinstance(report, dict):
-            raise RuntimeError("the counting child's report is not a mapping")
-        return ratios_from(report, read_dumps(Path(folder)), points)
+    groups = [[point for point in points if point[0] in kinds] for kinds in CHILD_KINDS]
+    ratios: dict[Point, float] = {}
+    with contextlib.ExitStack() as stack:
+        children = []
+        for group in filter(None, groups):
+            folder = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="plp-bench-callgrind-"))
+            command = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                       "--collect-atstart=no", f"--callgrind-out-file={folder}/callgrind.out",
+                       sys.executable, "-c", _CHILD, str(Path(__file__).resolve().parent),
+                       *(":".join(point) for point in group)]
+            output, errors = (stack.enter_context(tempfile.TemporaryFile()) for _ in "12")
+            child = subprocess.Popen(command, stdout=output, stderr=errors, env=environment,
+                                     cwd=folder)
+            stack.callback(child.kill)
+            children.append((group, folder, output, errors, child))
+        for group, folder, output, errors, child in children:
+            try:
+                code = child.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"counting instructions took over {timeout:g} s") from None
+            if code != 0:
+                raise RuntimeError(f"counting instructions failed (exit {code}): "
+                                   f"{_tail(errors, 2000)}")
+            ratios.update(ratios_from(_report(_tail(output, MAX_REPORT_BYTES)),
+                                      read_dumps(Path(folder)), group))
+    return ratios
 
 
-# The parameter sets on which every method is counted; on the others (ResNet18's 11 million
-# parameters, VGG16's) only the methods over SGD without jumps: under Valgrind a cycle of
-# Adam's update on ResNet18 took 10 s against SGD's 0.24 s (its square roots), and a jump
-# method steps up to 200 times past its jumps before it is counted.
+def _tail(file: Any, size: int) -> str:
+    """The last ``size`` bytes of an open binary file, as text."""
+    file.seek(max(0, file.seek(0, os.SEEK_END) - size))
+    return file.read().decode(errors="replace")
+
+
+def _report(output: str) -> dict[str, Any]:
+    """The counting child's report: the last line of its output (its last
+    :data:`MAX_REPORT_BYTES`), one JSON mapping."""
+    last = output.strip().splitlines()[-1:] or [""]
+    try:
+        report = json.loads(last[0])
+    except json.JSONDecodeError:
+        raise RuntimeError(f"the counting child printed no report: {output[-500:]!r}"
+                           ) from None
+    if not isinstance(report, dict):
+        raise RuntimeError("the counting child's report is not a mapping")
+    return report
+
+
+# What is counted, each over its reference on the same parameter set (the ``_WORK`` of each
+# kind in :func:`_count_in_this_process`):
+KINDS = {
+    "update": "one PLP cycle of the method's update (3 steps) on synthetic gradients, over "
+              "its bare optimizer's",
+    "step": "one PLP cycle of whole training steps (forward, backward, update on a fixed "
+            "batch), over its bare optimizer's",
+    "jump": "one weight jump (the predictor over every weight), over one step of its bare "
+            "optimizer: how many steps a jump is worth",
+}
+# The parameter sets on which every kind and method is counted; on the others (ResNet18's 11
+# million parameters, VGG16's) only the updates of the methods over SGD without jumps: under
+# Valgrind a cycle of Adam's update on ResNet18 took 10 s against SGD's 0.24 s (its square
+# roots), a jump method steps up to 200 times past its jumps before it is counted, and
+# ResNet18's forward and backward, or a jump over its weights, take minutes.
 EVERY_METHOD_ON = ("mlp",)
 COUNTED_OPTIMIZERS_ELSEWHERE = ("sgd",)
+# Calls of each counted thing before its count where its Python dominates (the MLP's): steps of
+# an optimizer, calls of a jump. Python's interpreter specialises a function's bytecode after
+# it has run 8 times (PEP 659), on the types it has seen, and torch's optimizers share
+# functions, so a count after fewer calls depends on what ran before it in the process:
+# counted after 3 steps, the MLP's XGrad update over SGD read 1.638 alone and 1.609 after
+# PLP's count; after 30, 1.6957 and 1.6970; a jump over one SGD step counted after 4 steps of
+# SGD moved 6% when the order of the points was reversed. ResNet18's counts, its kernels',
+# moved under 0.01% either way.
+WARM_CALLS = 18
 
 
-def counted_on(parameters: str, optimizer: str, jumps: bool) -> bool:
-    """Whether a method over ``optimizer`` (with weight ``jumps`` or not) is counted on
-    parameter set ``parameters`` (see :data:`EVERY_METHOD_ON`)."""
-    return parameters in EVERY_METHOD_ON or (optimizer in COUNTED_OPTIMIZERS_ELSEWHERE
-                                              and not jumps)
+def warm_calls(parameters: str) -> int:
+    """Calls before a count on parameter set ``parameters`` (see :data:`WARM_CALLS`)."""
+    return WARM_CALLS if parameters in EVERY_METHOD_ON else 1
 
 
-def _count_in_this_process(points: Sequence[tuple[str, str]],
+def counted_on(kind: str, parameters: str, optimizer: str, jumps: bool) -> bool:
+    """Whether ``kind`` is counted for a method over ``optimizer`` (with weight ``jumps`` or
+    not) on parameter set ``parameters`` (see :data:`EVERY_METHOD_ON`)."""
+    if parameters in EVERY_METHOD_ON:
+        return True
+    return kind == "update" and optimizer in COUNTED_OPTIMIZERS_ELSEWHERE and not jumps
+
+
+def _count_in_this_process(points: Sequence[Point],
                            requests: ClientRequests) -> dict[str, Any]:
-    """The child's work: for each parameter set, one ramp parameter set on which each
-    method and its bare optimizer are built, stepped once (state allocated) and counted for
-    one call (a reference shared by several methods is counted once). They share the
-    parameters, which each one's steps move: the instructions of an element-wise update do
-    not depend on the values, and a copy per optimizer took longer than the counts."""
-    from .costs import PARAMETER_SETS, StepBench, bare, jump_wrapper, named_method, ramp_parameter_set
+    """The child's work. Per parameter set, one ramp parameter set on which each method's
+    update and its bare optimizer's are built (they share it, and each one's steps move it:
+    the instructions of an element-wise update do not depend on the values, and a copy per
+    optimizer took longer than the counts), each stepped once (state allocated), past its
+    jumps, and counted for one call; whole training steps build their seeded model and batch
+    as the time ratios do; a jump reads the ramp set. A reference shared by several methods
+    is counted once."""
+    from .costs import (
+        PARAMETER_SETS,
+        TRAINING_BATCH,
+        StepBench,
+        bare,
+        jump_wrapper,
+        named_method,
+        ramp_parameter_set,
+    )
+    from .jumps import jump_parts
     from .sampling import collector_off, prepare_timing
 
     prepare_timing()
     rows: list[list[str]] = []
-    references: dict[tuple[str, str], str] = {}
+    references: dict[tuple[str, str, str], str] = {}
     sets: dict[str, list[Any]] = {}
 
-    def counted(label: str, bench: Any) -> str:
-        bench.steps()
-        bench.past_jumps()
-        # a collection the allocations so far happen to trigger is not the update's work:
-        # with the collector on, the MLP's counts moved up to 0.3% between two installs
+    def counted(label: str, call: Any) -> str:
+        # a collection the allocations so far happen to trigger is not the work: with the
+        # collector on, the MLP's update counts moved up to 0.3% between two installs
         with collector_off(), requests.counted(label):
-            bench.steps()
+            call()
         return label
 
-    for index, (parameters, method) in enumerate(points):
+    def warmed(bench: Any, parameters: str) -> Any:
+        bench.steps()
+        bench.past_jumps()
+        bench.steps(warm_calls(parameters))
+        return bench
+
+    for index, (kind, parameters, method) in enumerate(points):
+        if kind not in KINDS:
+            raise ValueError(f"kind {kind!r}; allowed: {', '.join(KINDS)}")
         if parameters not in PARAMETER_SETS:
             raise ValueError(f"parameter set {parameters!r}; allowed: "
                              f"{', '.join(PARAMETER_SETS)}")
@@ -284,32 +367,52 @@ def _count_in_this_process(points: Sequence[tuple[str, str]],
         if parameters not in sets:
             sets[parameters] = ramp_parameter_set(parameters)
         params = sets[parameters]
-        work = StepBench.build(config, parameters, params=params)
-        if not counted_on(parameters, config.optimizer,
-                          jump_wrapper(work.optimizer) is not None):
-            continue
-        reference = bare(config)
-        key = (parameters,
-               repr((reference.optimizer, sorted(reference.hyperparameters.items()))))
+        reference_config = bare(config)
+        if kind == "jump":
+            if not counted_on(kind, parameters, config.optimizer, jumps=True):
+                continue
+            parts = jump_parts(parameters, method, params=params)
+            for _ in range(warm_calls(parameters)):
+                parts.fresh_jump()()
+            parts.reference.steps(warm_calls(parameters))
+            work = parts.fresh_jump()
+
+            def reference_call(stepped=parts.reference):
+                return lambda: stepped.steps(1)
+        else:
+            batch = TRAINING_BATCH if kind == "step" else None
+            bench = StepBench.build(config, parameters, batch_size=batch,
+                                    params=None if batch else params)
+            if not counted_on(kind, parameters, config.optimizer,
+                              jump_wrapper(bench.optimizer) is not None):
+                continue  # before its steps: those are what take long under Valgrind
+            work = warmed(bench, parameters).steps
+
+            def reference_call(config=reference_config, parameters=parameters, batch=batch,
+                               params=params):
+                return warmed(StepBench.build(config, parameters, batch_size=batch,
+                                              params=None if batch else params),
+                              parameters).steps
+        key = (kind, parameters, repr((reference_config.optimizer,
+                                       sorted(reference_config.hyperparameters.items()))))
         if key not in references:
-            references[key] = counted(f"r{len(references)}",
-                                      StepBench.build(reference, parameters, params=params))
-        rows.append([parameters, method, counted(f"w{index}", work), references[key]])
+            references[key] = counted(f"r{len(references)}", reference_call())
+        rows.append([kind, parameters, method, counted(f"w{index}", work), references[key]])
     return {"labels": rows}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The counting child (see the module), given ``PARAMETERS:METHOD...``: prints its
+    """The counting child (see the module), given ``KIND:PARAMETERS:METHOD...``: prints its
     report as one line of JSON."""
     parser = argparse.ArgumentParser(prog="benchmarks.instructions")
-    parser.add_argument("points", nargs="+", metavar="PARAMETERS:METHOD")
+    parser.add_argument("points", nargs="+", metavar="KIND:PARAMETERS:METHOD")
     arguments = parser.parse_args(argv)
     points = []
     for point in arguments.points:
-        parameters, _, method = point.partition(":")
-        if not parameters or not method:
-            parser.error(f"{point!r}: expected PARAMETERS:METHOD")
-        points.append((parameters, method))
+        fields = point.split(":")
+        if len(fields) != 3 or not all(fields):
+            parser.error(f"{point!r}: expected KIND:PARAMETERS:METHOD")
+        points.append((fields[0], fields[1], fields[2]))
     requests = ClientRequests()
     if not requests.on_valgrind():
         print("benchmarks.instructions counts only under valgrind --tool=callgrind",
@@ -317,6 +420,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(json.dumps(_count_in_this_process(points, requests)))
     return 0
+
+
+def suite_points() -> list[Point]:
+    """Every point the suites of counts ask for at the current size (``PLP_BENCH_SIZE``):
+    updates on its parameter sets, whole training steps on its training-step sets, jumps on
+    its parameter sets; the kinds left out on a set by :func:`counted_on` whatever the method
+    are not asked for."""
+    from .common import current_size
+
+    size = current_size()
+    asked = ([("update", p, m) for p in size.parameter_sets for m in size.composed_methods]
+             + [("step", p, m) for p in size.training_step_sets for m in size.composed_methods]
+             + [("jump", p, m) for p in size.parameter_sets for m in size.jump_methods])
+    return [(kind, p, m) for kind, p, m in asked
+            if p in EVERY_METHOD_ON or kind == "update"]
+
+
+class CountedSuite:
+    """What the suites of counts share (no benchmark of its own, so asv collects nothing from
+    it): one ``setup_cache``, so asv runs one child for every kind's points of a commit and
+    hands its counts to each point; ``setup`` skips a point not counted, saying why (every
+    point where Valgrind is missing)."""
+
+    param_names = ["parameters", "method"]
+    timeout = CHILD_TIMEOUT_SECONDS
+    version = 1
+    kind = "update"
+
+    def setup_cache(self) -> dict[Point, float] | str:
+        why_not = available()
+        if why_not:
+            return why_not
+        return count_ratios(suite_points())
+
+    def setup(self, counts, parameters, method):
+        if isinstance(counts, str):
+            raise NotImplementedError(counts)
+        if (self.kind, parameters, method) not in counts:
+            raise NotImplementedError(
+                f"{self.kind} of {method} on {parameters} is not counted (the commit lacks "
+                f"the method, or it is not counted on that set: "
+                f"benchmarks.instructions.counted_on)")
+
+    def count(self, counts, parameters, method) -> float:
+        return counts[(self.kind, parameters, method)]
 
 
 if __name__ == "__main__":

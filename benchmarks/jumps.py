@@ -13,10 +13,15 @@ microseconds). Each sample is on fresh copies of the weights. The memory the jum
 (copies of the weights at the steps later jumps read) is in each run record's ``details``.
 """
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from .common import current_size, harness, interface_name, require_absolute_times
 from .costs import StepBench, bare, jump_wrapper, named_method, parameter_set
+from .instructions import CountedSuite
 from .rounds import TIMING_ROUNDS
 from .sampling import BUDGET_SECONDS, blockwise_ratios, call_seconds, prepare_timing, sampled
 
@@ -29,6 +34,57 @@ GROUPS = 16
 JUMP_SAMPLES = 4  # each round
 
 
+@dataclass
+class JumpParts:
+    """A jump method's jump over a parameter set, and a step of its bare optimizer."""
+
+    fresh_jump: Callable[[], Callable[[], Any]]  # the whole jump, on fresh copies
+    fresh_blocks: Callable[[], list[Callable[[], Any]]]  # the jump in groups of whole chunks
+    groups: int
+    reference: StepBench  # the bare optimizer, stepped once
+
+
+def jump_parts(parameters: str, method: str,
+               params: list[torch.nn.Parameter] | None = None) -> JumpParts:
+    """The installed package's jump (``predict_flat`` with the method's predictor and chunk
+    size) over parameter set ``parameters`` (or ``params``), on four columns of weight
+    history drifting from the set's weights, and the bare optimizer over the same set."""
+    with harness():
+        history_steps = interface_name("plp_baselines.introspection.jumps", "history_steps")
+        predict_flat = interface_name("plp_baselines.introspection.jumps", "predict_flat")
+        from plp_bench.methods import build_method
+    config = named_method(method)
+    weights = parameter_set(parameters) if params is None else params
+    jumps = jump_wrapper(build_method(config, weights, tuned={}).optimizer)
+    flat = torch.cat([p.detach().reshape(-1) for p in weights])
+    generator = torch.Generator().manual_seed(0)
+    drift = torch.randn(flat.shape, generator=generator) * 1e-3
+    columns = [flat + k * drift for k in (0.0, 0.4, 0.7, 1.0)]
+    steps = history_steps(JUMP_STEP)
+
+    def fresh_jump():
+        copies = [column.clone() for column in columns]
+        return lambda: predict_flat(jumps.predictor, copies, steps, jumps.chunk_size)
+
+    chunk = jumps.chunk_size
+    chunks = -(-flat.numel() // chunk)
+    per_group = -(-chunks // min(GROUPS, chunks))
+    rows = per_group * chunk
+
+    def fresh_blocks():
+        """The jump in groups of whole chunks on fresh copies: ``predict_flat`` on each
+        group's rows, as the jump runs them."""
+        copies = [column.clone() for column in columns]
+        return [(lambda part=slice(start, start + rows): predict_flat(
+                    jumps.predictor, [c[part] for c in copies], steps, chunk))
+                for start in range(0, flat.numel(), rows)]
+
+    # its own seeded set, or the ramp set given (that the jump only reads)
+    reference = StepBench.build(bare(config), parameters, params=params)
+    reference.steps(1)
+    return JumpParts(fresh_jump, fresh_blocks, -(-chunks // per_group), reference)
+
+
 class _Jump:
     """A jump method's predictor over a parameter set, and a step of its bare optimizer."""
 
@@ -39,40 +95,9 @@ class _Jump:
 
     def setup(self, parameters, method):
         prepare_timing()
-        with harness():
-            history_steps = interface_name("plp_baselines.introspection.jumps", "history_steps")
-            predict_flat = interface_name("plp_baselines.introspection.jumps", "predict_flat")
-            from plp_bench.methods import build_method
-        config = named_method(method)
-        params = parameter_set(parameters)
-        jumps = jump_wrapper(build_method(config, params, tuned={}).optimizer)
-        flat = torch.cat([p.detach().reshape(-1) for p in params])
-        generator = torch.Generator().manual_seed(0)
-        drift = torch.randn(flat.shape, generator=generator) * 1e-3
-        columns = [flat + k * drift for k in (0.0, 0.4, 0.7, 1.0)]
-        steps = history_steps(JUMP_STEP)
-
-        def fresh_jump():
-            copies = [column.clone() for column in columns]
-            return lambda: predict_flat(jumps.predictor, copies, steps, jumps.chunk_size)
-
-        chunk = jumps.chunk_size
-        chunks = -(-flat.numel() // chunk)
-        per_group = -(-chunks // min(GROUPS, chunks))
-        self.groups = -(-chunks // per_group)
-        rows = per_group * chunk
-
-        def fresh_blocks():
-            """The jump in groups of whole chunks on fresh copies: ``predict_flat`` on each
-            group's rows, as the jump runs them."""
-            copies = [column.clone() for column in columns]
-            return [(lambda part=slice(start, start + rows): predict_flat(
-                        jumps.predictor, [c[part] for c in copies], steps, chunk))
-                    for start in range(0, flat.numel(), rows)]
-
-        self.fresh_jump, self.fresh_blocks = fresh_jump, fresh_blocks
-        self.reference = StepBench.build(bare(config), parameters)
-        self.reference.steps(1)
+        parts = jump_parts(parameters, method)
+        self.fresh_jump, self.fresh_blocks = parts.fresh_jump, parts.fresh_blocks
+        self.groups, self.reference = parts.groups, parts.reference
 
 
 class JumpTime(_Jump):
@@ -110,3 +135,21 @@ class JumpCost(_Jump):
         return sampled([reference_steps * r for r in ratios])
 
     track_jump_cost_in_steps.unit = "steps"
+
+
+class JumpInstructions(CountedSuite):
+    """A jump's cost in optimizer steps, counted in instructions executed: those of one jump
+    (the package's ``predict_flat`` over every weight, as ``JumpCost`` runs it) over those of
+    one step of the bare optimizer on the same parameters, counted by Valgrind's callgrind
+    (:mod:`benchmarks.instructions`). What ``JumpCost``'s time ratio measures, without the
+    load and the clock, and without each instruction's cost. Counted on the MLP (a jump over
+    ResNet18's 11 million weights takes minutes under Valgrind); skipped where Valgrind is
+    missing."""
+
+    params = [SIZE.parameter_sets, SIZE.jump_methods]
+    kind = "jump"
+
+    def track_jump_cost_in_instruction_steps(self, counts, parameters, method):
+        return self.count(counts, parameters, method)
+
+    track_jump_cost_in_instruction_steps.unit = "steps"

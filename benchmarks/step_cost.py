@@ -25,12 +25,19 @@ VGG16, GoogLeNet) and, for whole steps, batches of 128; they are skipped where t
 """
 
 from .common import CIFAR_PARAMETER_SETS, current_size, require_absolute_times, require_device
-from .costs import StepBench, bare, fresh_pair, held_bytes, named_method, parameter_bytes
-from .instructions import available, count_ratios
+from .costs import (
+    TRAINING_BATCH,
+    StepBench,
+    bare,
+    fresh_pair,
+    held_bytes,
+    named_method,
+    parameter_bytes,
+)
+from .instructions import CountedSuite
 from .rounds import TIMING_ROUNDS
 from .sampling import call_seconds, interleaved_ratios, prepare_timing, sampled
 
-TRAINING_BATCH = 32
 CUDA_TRAINING_BATCH = 128
 SIZE = current_size()
 
@@ -148,7 +155,7 @@ class TrainingStepOverhead:
     track_training_step_ratio.unit = "ratio"
 
 
-class UpdateInstructions:
+class UpdateInstructions(CountedSuite):
     """The method's update cost in instructions executed: those of one PLP cycle's worth of
     its update (3 steps) over its bare optimizer's, on the same parameters, counted by
     Valgrind's callgrind on torch's baseline CPU kernels (:mod:`benchmarks.instructions`).
@@ -159,33 +166,36 @@ class UpdateInstructions:
     Every method is counted on the MLP; on the other parameter sets only the methods over
     SGD without weight jumps (the others run too slowly under Valgrind; see
     :data:`benchmarks.instructions.EVERY_METHOD_ON`): the points left out are skipped, as
-    are all of them where Valgrind is missing. One child counts every point of a commit
-    (``setup_cache``: asv runs it once and hands its result to each point)."""
+    are all of them where Valgrind is missing. One child counts every point of a commit,
+    with the other suites of counts (``setup_cache``: asv runs it once and hands its result
+    to each point)."""
 
     params = [SIZE.parameter_sets, SIZE.composed_methods]
-    param_names = ["parameters", "method"]
-    timeout = 1200
-    version = 1
-
-    def setup_cache(self):
-        why_not = available()
-        if why_not:
-            return why_not
-        return count_ratios([(parameters, method) for parameters in SIZE.parameter_sets
-                             for method in SIZE.composed_methods])
-
-    def setup(self, counts, parameters, method):
-        if isinstance(counts, str):
-            raise NotImplementedError(counts)
-        if (parameters, method) not in counts:
-            raise NotImplementedError(
-                f"{method} on {parameters} is not counted (the commit lacks the method, or "
-                f"it runs over Adam or with weight jumps, counted on the MLP only)")
+    kind = "update"
+    version = 2  # 2: in one child with the training steps' and jumps' counts
 
     def track_update_instruction_ratio(self, counts, parameters, method):
-        return counts[(parameters, method)]
+        return self.count(counts, parameters, method)
 
     track_update_instruction_ratio.unit = "ratio"
+
+
+class TrainingStepInstructions(CountedSuite):
+    """The method's cost to a training run in instructions executed: those of one PLP cycle
+    of whole training steps (forward, backward and update on a fixed batch of
+    ``TRAINING_BATCH``, 3 steps) over its bare optimizer's, counted as
+    ``UpdateInstructions`` counts (:mod:`benchmarks.instructions`); what
+    ``TrainingStepOverhead``'s time ratios measure, without the load and the clock, and
+    without each instruction's cost. Counted on the MLP (a ResNet18 training step takes
+    minutes under Valgrind); skipped where Valgrind is missing."""
+
+    params = [SIZE.training_step_sets, SIZE.composed_methods]
+    kind = "step"
+
+    def track_training_step_instruction_ratio(self, counts, parameters, method):
+        return self.count(counts, parameters, method)
+
+    track_training_step_instruction_ratio.unit = "ratio"
 
 
 class UpdateTimeCuda(UpdateTime):

@@ -10,7 +10,8 @@ import pytest
 
 from benchmarks import instructions
 from benchmarks.costs import StepBench, named_method, parameter_set, ramp_parameter_set
-from benchmarks.step_cost import UpdateInstructions
+from benchmarks.jumps import JumpInstructions
+from benchmarks.step_cost import TrainingStepInstructions, UpdateInstructions
 
 
 def _dump(folder: Path, number: int, label: str | None, total: int) -> None:
@@ -47,15 +48,27 @@ def test_a_label_dumped_twice_or_too_many_dumps_are_refused(tmp_path, monkeypatc
 
 
 def test_ratios_pair_each_method_with_its_reference():
-    counts = {"r0": 1000, "w0": 1100, "w1": 1600}
-    report = {"labels": [["mlp", "plp", "w0", "r0"], ["mlp", "xgrad-sgd", "w1", "r0"]]}
-    points = [("mlp", "plp"), ("mlp", "xgrad-sgd"), ("mlp", "gone")]
+    counts = {"r0": 1000, "w0": 1100, "w1": 1600, "r1": 50, "w2": 400}
+    report = {"labels": [["update", "mlp", "plp", "w0", "r0"],
+                         ["update", "mlp", "xgrad-sgd", "w1", "r0"],
+                         ["jump", "mlp", "introspection", "w2", "r1"]]}
+    points = [("update", "mlp", "plp"), ("update", "mlp", "xgrad-sgd"),
+              ("update", "mlp", "gone"), ("jump", "mlp", "introspection")]
     assert instructions.ratios_from(report, counts, points) == {
-        ("mlp", "plp"): pytest.approx(1.1), ("mlp", "xgrad-sgd"): pytest.approx(1.6)}
-    with pytest.raises(ValueError, match="reported mlp/demon, not asked for"):
-        instructions.ratios_from({"labels": [["mlp", "demon", "w0", "r0"]]}, counts, points)
+        ("update", "mlp", "plp"): pytest.approx(1.1),
+        ("update", "mlp", "xgrad-sgd"): pytest.approx(1.6),
+        ("jump", "mlp", "introspection"): pytest.approx(8.0)}
+    with pytest.raises(ValueError, match="reported update mlp/demon, not asked for"):
+        instructions.ratios_from({"labels": [["update", "mlp", "demon", "w0", "r0"]]}, counts,
+                                 points)
+    with pytest.raises(ValueError, match="reported step mlp/plp, not asked for"):
+        instructions.ratios_from({"labels": [["step", "mlp", "plp", "w0", "r0"]]}, counts,
+                                 points)
     with pytest.raises(ValueError, match="match no callgrind dump"):
-        instructions.ratios_from({"labels": [["mlp", "plp", "w9", "r0"]]}, counts, points)
+        instructions.ratios_from({"labels": [["update", "mlp", "plp", "w9", "r0"]]}, counts,
+                                 points)
+    with pytest.raises(ValueError, match="is not \\[kind, parameters"):
+        instructions.ratios_from({"labels": [["mlp", "plp", "w0", "r0"]]}, counts, points)
     with pytest.raises(ValueError, match="no 'labels' list"):
         instructions.ratios_from({"labels": {"plp": 1}}, counts, points)
     with pytest.raises(ValueError, match="no instructions counted"):
@@ -71,7 +84,9 @@ def test_client_requests_do_nothing_outside_valgrind():
     assert ran == [True]
     with pytest.raises(ValueError, match="label 'w 0'"), requests.counted("w 0"):
         pass
-    assert instructions.main(["mlp:plp"]) == 2  # the child refuses to run unobserved
+    assert instructions.main(["update:mlp:plp"]) == 2  # the child refuses to run unobserved
+    with pytest.raises(SystemExit):  # a point not KIND:PARAMETERS:METHOD
+        instructions.main(["mlp:plp"])
 
 
 def test_the_ramp_set_has_the_seeded_sets_shapes_and_gradients():
@@ -86,11 +101,31 @@ def test_the_ramp_set_has_the_seeded_sets_shapes_and_gradients():
         StepBench.build(named_method("plp"), "mlp", params=ramp, batch_size=8)
 
 
-def test_which_methods_are_counted_where():
-    assert instructions.counted_on("mlp", "adam", jumps=True)
-    assert instructions.counted_on("resnet18", "sgd", jumps=False)
-    assert not instructions.counted_on("resnet18", "adam", jumps=False)
-    assert not instructions.counted_on("resnet18", "sgd", jumps=True)
+def test_which_methods_are_counted_where(monkeypatch):
+    assert instructions.counted_on("update", "mlp", "adam", jumps=True)
+    assert instructions.counted_on("step", "mlp", "adam", jumps=True)
+    assert instructions.counted_on("jump", "mlp", "sgd", jumps=True)
+    assert instructions.counted_on("update", "resnet18", "sgd", jumps=False)
+    assert not instructions.counted_on("update", "resnet18", "adam", jumps=False)
+    assert not instructions.counted_on("update", "resnet18", "sgd", jumps=True)
+    assert not instructions.counted_on("step", "resnet18", "sgd", jumps=False)
+    assert not instructions.counted_on("jump", "resnet18", "sgd", jumps=True)
+    monkeypatch.setenv("PLP_BENCH_SIZE", "ci")
+    asked = instructions.suite_points()
+    assert ("update", "resnet18", "plp") in asked and ("step", "mlp", "plp") in asked
+    assert ("jump", "mlp", "introspection") in asked
+    assert not any(p == "resnet18" for kind, p, _ in asked if kind != "update")
+    assert {kind for kind, _, _ in asked} == set(instructions.KINDS)
+
+
+def test_every_suite_of_counts_shares_one_child():
+    """asv runs one ``setup_cache`` per key (its module and line): every suite of counts must
+    have the same, or each would start a child of its own."""
+    from asv_runner.benchmarks._base import get_setup_cache_key
+
+    suites = [UpdateInstructions, TrainingStepInstructions, JumpInstructions]
+    assert {suite.kind for suite in suites} == set(instructions.KINDS)
+    assert len({get_setup_cache_key(suite().setup_cache) for suite in suites}) == 1
 
 
 def test_a_count_is_the_same_in_two_processes_or_its_points_are_skipped(monkeypatch):
@@ -103,12 +138,22 @@ def test_a_count_is_the_same_in_two_processes_or_its_points_are_skipped(monkeypa
         with pytest.raises(NotImplementedError, match="valgrind"):
             suite.setup(counts, "mlp", "plp")
         return
-    points = [("mlp", "plp"), ("mlp", "xgrad-sgd")]
+    points = [("update", "mlp", "plp"), ("update", "mlp", "xgrad-sgd"),
+              ("step", "mlp", "plp"), ("jump", "mlp", "introspection")]
     first, second = instructions.count_ratios(points), instructions.count_ratios(points)
     assert first == second  # exact, not close
     # XGrad adds a weight prediction to SGD's step; PLP's cycle adds one prediction in three
-    assert first[("mlp", "xgrad-sgd")] > first[("mlp", "plp")] > 1.0
-    with pytest.raises(NotImplementedError, match="introspection on mlp is not counted"):
+    assert first[("update", "mlp", "xgrad-sgd")] > first[("update", "mlp", "plp")] > 1.0
+    # the same prediction is a smaller share of a whole training step
+    assert 1.0 < first[("step", "mlp", "plp")] < first[("update", "mlp", "plp")]
+    # a jump runs a network over every weight's history: several plain steps' worth
+    assert first[("jump", "mlp", "introspection")] > 2.0
+    with pytest.raises(NotImplementedError, match="update of introspection on mlp is not"):
         suite.setup(first, "mlp", "introspection")
     suite.setup(first, "mlp", "plp")
-    assert suite.track_update_instruction_ratio(first, "mlp", "plp") == first[("mlp", "plp")]
+    assert suite.track_update_instruction_ratio(first, "mlp", "plp") \
+        == first[("update", "mlp", "plp")]
+    jumps = JumpInstructions()
+    jumps.setup(first, "mlp", "introspection")
+    assert jumps.track_jump_cost_in_instruction_steps(first, "mlp", "introspection") \
+        == first[("jump", "mlp", "introspection")]

@@ -312,7 +312,10 @@ MEASURED_ONCE = {
     "ode.OdeVersusGradientDescent.track_ode_rhs_calls",
     "step_cost.HeldMemory.track_extra_memory_ratio",
     "step_cost.HeldMemoryCuda.track_extra_memory_ratio",
-    "step_cost.UpdateInstructions.track_update_instruction_ratio",  # the load does not move it
+    # instruction counts: the load does not move them
+    "step_cost.UpdateInstructions.track_update_instruction_ratio",
+    "step_cost.TrainingStepInstructions.track_training_step_instruction_ratio",
+    "jumps.JumpInstructions.track_jump_cost_in_instruction_steps",
     "throughput.TrainingThroughput.track_peak_memory",
 }
 
