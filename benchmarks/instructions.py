@@ -1,5 +1,7 @@
-"""Instructions a method's update executes, counted by Valgrind's callgrind: a cost the
-machine's load cannot move.
+"""Instructions a method executes, counted by Valgrind's callgrind: a cost the machine's load
+cannot move. Three kinds (:data:`KINDS`), each over a reference on the same parameters: the
+update (``step_cost.UpdateInstructions``), whole training steps
+(``step_cost.TrainingStepInstructions``) and a weight jump (``jumps.JumpInstructions``).
 
 A memory-bound update's time on a shared 2-core machine moves with the host: one copy of
 ResNet18's PLP and SGD optimizers, timed again and again in one process, read 1.149 to 1.268
@@ -25,7 +27,9 @@ How (Valgrind's manual, callgrind: "client requests"; ``valgrind.h``'s amd64 con
   from a page of machine code, so nothing is compiled. Outside Valgrind it returns 0 and
   does nothing.
 * The parent reads each dump's ``totals:`` line (instructions read, ``Ir``), validated and
-  bounded, and returns the ratio of the method's count to its bare optimizer's.
+  bounded, and returns the ratio of the method's count to its reference's.
+* Each counted thing runs :data:`WARM_CALLS` times first on the MLP, so that Python's
+  specialised bytecode, not what ran before in the process, sets its count.
 * The child runs torch on one thread with ``PYTHONHASHSEED=0``, on parameters filled with a
   fixed ramp (not random: drawing ResNet18's 11 million values under Valgrind takes 20 s a
   set, and an element-wise update executes the same instructions whatever the values).
@@ -36,7 +40,7 @@ How (Valgrind's manual, callgrind: "client requests"; ``valgrind.h``'s amd64 con
   not the count of the wider kernels a native run picks.
 
 Only on x86-64 Linux with ``valgrind`` on the ``PATH``; elsewhere :func:`available` says why
-not, and the suite's points are skipped.
+not, and the suites' points are skipped.
 """
 
 from __future__ import annotations
