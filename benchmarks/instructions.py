@@ -57,6 +57,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -245,9 +246,10 @@ def count_ratios(points: Sequence[Point],
                                      cwd=folder)
             stack.callback(child.kill)
             children.append((group, folder, output, errors, child))
+        deadline = time.monotonic() + timeout
         for group, folder, output, errors, child in children:
             try:
-                code = child.wait(timeout=timeout)
+                code = child.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 raise RuntimeError(f"counting instructions took over {timeout:g} s") from None
             if code != 0:
@@ -358,6 +360,28 @@ def _count_in_this_process(points: Sequence[Point],
         bench.steps(warm_calls(parameters))
         return bench
 
+    def prepare(kind: str, parameters: str, method: str, config: Any,
+                params: list[Any]) -> tuple[Any, Any] | None:
+        """The counted call of the point, warmed, and a function that makes its reference's;
+        None where the point is not counted (:func:`counted_on`)."""
+        if kind == "jump":
+            if not counted_on(kind, parameters, config.optimizer, jumps=True):
+                return None
+            parts = jump_parts(parameters, method, params=params)
+            for _ in range(warm_calls(parameters)):
+                parts.fresh_jump()()
+            parts.reference.steps(warm_calls(parameters))
+            return parts.fresh_jump(), lambda: (lambda: parts.reference.steps(1))
+        batch = TRAINING_BATCH if kind == "step" else None
+        bench = StepBench.build(config, parameters, batch_size=batch,
+                                params=None if batch else params)
+        if not counted_on(kind, parameters, config.optimizer,
+                          jump_wrapper(bench.optimizer) is not None):
+            return None  # before its steps: those are what take long under Valgrind
+        return warmed(bench, parameters).steps, lambda: warmed(StepBench.build(
+            bare(config), parameters, batch_size=batch, params=None if batch else params),
+            parameters).steps
+
     for index, (kind, parameters, method) in enumerate(points):
         if kind not in KINDS:
             raise ValueError(f"kind {kind!r}; allowed: {', '.join(KINDS)}")
@@ -372,31 +396,13 @@ def _count_in_this_process(points: Sequence[Point],
             sets[parameters] = ramp_parameter_set(parameters)
         params = sets[parameters]
         reference_config = bare(config)
-        if kind == "jump":
-            if not counted_on(kind, parameters, config.optimizer, jumps=True):
-                continue
-            parts = jump_parts(parameters, method, params=params)
-            for _ in range(warm_calls(parameters)):
-                parts.fresh_jump()()
-            parts.reference.steps(warm_calls(parameters))
-            work = parts.fresh_jump()
-
-            def reference_call(stepped=parts.reference):
-                return lambda: stepped.steps(1)
-        else:
-            batch = TRAINING_BATCH if kind == "step" else None
-            bench = StepBench.build(config, parameters, batch_size=batch,
-                                    params=None if batch else params)
-            if not counted_on(kind, parameters, config.optimizer,
-                              jump_wrapper(bench.optimizer) is not None):
-                continue  # before its steps: those are what take long under Valgrind
-            work = warmed(bench, parameters).steps
-
-            def reference_call(config=reference_config, parameters=parameters, batch=batch,
-                               params=params):
-                return warmed(StepBench.build(config, parameters, batch_size=batch,
-                                              params=None if batch else params),
-                              parameters).steps
+        try:
+            prepared = prepare(kind, parameters, method, config, params)
+        except NotImplementedError:  # the commit's package lacks what the kind needs
+            continue
+        if prepared is None:
+            continue
+        work, reference_call = prepared
         key = (kind, parameters, repr((reference_config.optimizer,
                                        sorted(reference_config.hyperparameters.items()))))
         if key not in references:
