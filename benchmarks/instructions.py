@@ -280,8 +280,8 @@ def _report(output: str) -> dict[str, Any]:
     return report
 
 
-# What is counted, each over its reference on the same parameter set (the ``_WORK`` of each
-# kind in :func:`_count_in_this_process`):
+# What is counted, each over its reference on the same parameter set (built by ``prepare`` in
+# :func:`_count_in_this_process`):
 KINDS = {
     "update": "one PLP cycle of the method's update (3 steps) on synthetic gradients, over "
               "its bare optimizer's",
@@ -303,8 +303,8 @@ COUNTED_OPTIMIZERS_ELSEWHERE = ("sgd",)
 # functions, so a count after fewer calls depends on what ran before it in the process:
 # counted after 3 steps, the MLP's XGrad update over SGD read 1.638 alone and 1.609 after
 # PLP's count; after 30, 1.6957 and 1.6970; a jump over one SGD step counted after 4 steps of
-# SGD moved 6% when the order of the points was reversed. ResNet18's counts, its kernels',
-# moved under 0.01% either way.
+# SGD moved 6% when the order of the points was reversed, and no count moved more than 0.75%
+# after 18. ResNet18's counts, its kernels', moved under 0.01% either way.
 WARM_CALLS = 18
 
 
@@ -326,10 +326,10 @@ def _count_in_this_process(points: Sequence[Point],
     """The child's work. Per parameter set, one ramp parameter set on which each method's
     update and its bare optimizer's are built (they share it, and each one's steps move it:
     the instructions of an element-wise update do not depend on the values, and a copy per
-    optimizer took longer than the counts), each stepped once (state allocated), past its
-    jumps, and counted for one call; whole training steps build their seeded model and batch
-    as the time ratios do; a jump reads the ramp set. A reference shared by several methods
-    is counted once."""
+    optimizer took longer than the counts); whole training steps build their seeded model
+    and batch as the time ratios do; a jump reads the ramp set. Each is stepped past its
+    jumps, then called :func:`warm_calls` times, then counted for one call. A reference
+    shared by several methods is counted once."""
     from .costs import (
         PARAMETER_SETS,
         TRAINING_BATCH,
