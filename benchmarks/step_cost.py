@@ -186,8 +186,8 @@ class TrainingStepInstructions(CountedSuite):
     ``TRAINING_BATCH``, 3 steps) over its bare optimizer's, counted as
     ``UpdateInstructions`` counts (:mod:`benchmarks.instructions`); what
     ``TrainingStepOverhead``'s time ratios measure, without the load and the clock, and
-    without each instruction's cost. Counted on the MLP (a ResNet18 training step takes
-    minutes under Valgrind); skipped where Valgrind is missing."""
+    without each instruction's cost. Counted on the MLP (counting one point of ResNet18's
+    training steps ran over 8 minutes under Valgrind); skipped where Valgrind is missing."""
 
     params = [SIZE.training_step_sets, SIZE.composed_methods]
     kind = "step"
