@@ -314,12 +314,19 @@ def warm_calls(parameters: str) -> int:
     return WARM_CALLS if parameters in EVERY_METHOD_ON else 1
 
 
+def kind_counted_on(kind: str, parameters: str) -> bool:
+    """Whether ``kind`` is counted for any method on parameter set ``parameters``: every
+    kind on :data:`EVERY_METHOD_ON`, elsewhere the update only."""
+    return parameters in EVERY_METHOD_ON or kind == "update"
+
+
 def counted_on(kind: str, parameters: str, optimizer: str, jumps: bool) -> bool:
     """Whether ``kind`` is counted for a method over ``optimizer`` (with weight ``jumps`` or
     not) on parameter set ``parameters`` (see :data:`EVERY_METHOD_ON`)."""
     if parameters in EVERY_METHOD_ON:
         return True
-    return kind == "update" and optimizer in COUNTED_OPTIMIZERS_ELSEWHERE and not jumps
+    return (kind_counted_on(kind, parameters)
+            and optimizer in COUNTED_OPTIMIZERS_ELSEWHERE and not jumps)
 
 
 def _count_in_this_process(points: Sequence[Point],
@@ -361,7 +368,7 @@ def _count_in_this_process(points: Sequence[Point],
         bench.steps(warm_calls(parameters))
         return bench
 
-    def prepare(kind: str, parameters: str, method: str, config: Any,
+    def prepare(kind: str, parameters: str, method: str, config: Any, reference_config: Any,
                 params: list[Any]) -> tuple[Any, Any] | None:
         """The counted call of the point, warmed, and a function that makes its reference's;
         None where the point is not counted (:func:`counted_on`)."""
@@ -380,7 +387,7 @@ def _count_in_this_process(points: Sequence[Point],
                           jump_wrapper(bench.optimizer) is not None):
             return None  # before its steps: those are what take long under Valgrind
         return warmed(bench, parameters).steps, lambda: warmed(StepBench.build(
-            bare(config), parameters, batch_size=batch, params=None if batch else params),
+            reference_config, parameters, batch_size=batch, params=None if batch else params),
             parameters).steps
 
     for index, (kind, parameters, method) in enumerate(points):
@@ -398,7 +405,7 @@ def _count_in_this_process(points: Sequence[Point],
         params = sets[parameters]
         reference_config = bare(config)
         try:
-            prepared = prepare(kind, parameters, method, config, params)
+            prepared = prepare(kind, parameters, method, config, reference_config, params)
         except NotImplementedError:  # the commit's package lacks what the kind needs
             continue
         if prepared is None:
@@ -436,16 +443,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def suite_points() -> list[Point]:
     """Every point the suites of counts ask for at the current size (``PLP_BENCH_SIZE``):
     updates on its parameter sets, whole training steps on its training-step sets, jumps on
-    its parameter sets; the kinds left out on a set by :func:`counted_on` whatever the method
-    are not asked for."""
+    its parameter sets; a kind not counted on a set for any method (:func:`kind_counted_on`)
+    is not asked for."""
     from .common import current_size
 
     size = current_size()
     asked = ([("update", p, m) for p in size.parameter_sets for m in size.composed_methods]
              + [("step", p, m) for p in size.training_step_sets for m in size.composed_methods]
              + [("jump", p, m) for p in size.parameter_sets for m in size.jump_methods])
-    return [(kind, p, m) for kind, p, m in asked
-            if p in EVERY_METHOD_ON or kind == "update"]
+    return [(kind, p, m) for kind, p, m in asked if kind_counted_on(kind, p)]
 
 
 class CountedSuite:

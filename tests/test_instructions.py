@@ -110,6 +110,8 @@ def test_which_methods_are_counted_where(monkeypatch):
     assert not instructions.counted_on("update", "resnet18", "sgd", jumps=True)
     assert not instructions.counted_on("step", "resnet18", "sgd", jumps=False)
     assert not instructions.counted_on("jump", "resnet18", "sgd", jumps=True)
+    assert instructions.kind_counted_on("update", "resnet18")
+    assert not instructions.kind_counted_on("step", "resnet18")
     monkeypatch.setenv("PLP_BENCH_SIZE", "ci")
     asked = instructions.suite_points()
     assert ("update", "resnet18", "plp") in asked and ("step", "mlp", "plp") in asked
