@@ -71,6 +71,9 @@ INTERFACE = {
     "plp_bench.methods.schedules": {"ScheduleRunner"},
     "plp_bench.methods.solvers": {"SOLVERS"},
     "plp_bench.studies.ode_comparison": {"compare"},
+    # the comparison's pieces, whose instructions benchmarks.ode_counting counts
+    "plp_bench.runs.solving": {"linearize"},
+    "plp_baselines.linearized": {"integrate", "gradient_descent"},
     "plp_bench.core.execution_settings": {"ExecutionSettings"},
     "plp_bench.studies.image_throughput": {"ThroughputBench"},
     "plp_bench.sweeps.ray": {"RayExecutor", "RaySettings"},
@@ -82,11 +85,13 @@ FORMER_HOMES = {
     "plp_bench.methods.schedules": "plp_bench.schedules",
     "plp_bench.methods.solvers": "plp_bench.solvers",
     "plp_bench.studies.ode_comparison": "plp_bench.ode_table",
+    "plp_bench.runs.solving": "plp_bench.linearized_run",
     "plp_bench.core.execution_settings": "plp_bench.execution",
     "plp_bench.studies.image_throughput": "plp_bench.throughput",
     "plp_bench.sweeps.ray": "plp_bench.ray_executor",
     # installed under the folder's own name before "baselines" was found taken on PyPI
     "plp_baselines.introspection.jumps": "baselines.introspection.jumps",
+    "plp_baselines.linearized": "baselines.linearized",
 }
 
 

@@ -86,6 +86,7 @@ LABEL = re.compile(r"[a-z][a-z0-9]{0,15}")  # the dumps' labels: w0, r1, ...
 MAX_DUMP_BYTES = 64 * 2**20
 MAX_DUMPS = 256
 MAX_REPORT_BYTES = 2**20
+UNITS = re.compile(r"[1-9][0-9]{0,5}")  # a report's reference given as a number of units
 CHILD_TIMEOUT_SECONDS = 1200
 # The child imports this folder as ``benchmarks`` by its path, as asv does: the folder above
 # it (a checkout) must not come first on ``sys.path``, or its ``plp_bench`` would be counted
@@ -177,15 +178,19 @@ def read_dumps(folder: Path) -> dict[str, int]:
     return counts
 
 
-Point = tuple[str, str, str]  # (kind of count, parameter set, method)
+Point = tuple[str, str, str]  # (kind of count, parameter set, method); for the kind "ode":
+# (kind, workload, threshold or benchmarks.ode_counting.GD_STEP)
 
 
 def ratios_from(report: dict[str, Any], counts: dict[str, int],
                 points: Sequence[Point]) -> dict[Point, float]:
-    """Each counted ``(kind, parameters, method)`` point's instructions over its reference's,
-    from the child's report (``{"labels": [[kind, parameters, method, work label, reference
-    label], ...]}``) and the dumps' counts; a point the report leaves out (the commit lacks
-    the method, or it is not counted there) is left out."""
+    """Each counted ``(kind, parameters, method)`` point's value from the child's report
+    (``{"labels": [[kind, parameters, method, work, reference], ...]}``) and the dumps'
+    counts: the instructions of ``work`` (a dump's label, or several joined by ``+``, summed)
+    over ``reference``'s (a label), or per unit where ``reference`` is a number of units (the
+    ODE's absolute counts: ``1``; one gradient-descent step of 20 counted: ``20``). A point
+    the report leaves out (the commit lacks the method, or it is not counted there) is left
+    out."""
     rows = report.get("labels")
     if not isinstance(rows, list):
         raise ValueError("the counting child's report has no 'labels' list")
@@ -195,24 +200,30 @@ def ratios_from(report: dict[str, Any], counts: dict[str, int],
                 or not all(isinstance(field, str) for field in row)):
             raise ValueError(f"the counting child's report: {row!r} is not "
                              f"[kind, parameters, method, work label, reference label]")
-        kind, parameters, method, *labels = row
+        kind, parameters, method, work_labels, reference = row
         if (kind, parameters, method) not in points:
             raise ValueError(f"the counting child reported {kind} {parameters}/{method}, "
                              f"not asked for")
+        labels = work_labels.split("+")
+        units = int(reference) if UNITS.fullmatch(reference) else None
+        if units is None:
+            labels.append(reference)
         if not all(label in counts for label in labels):
             raise ValueError(f"{kind} {parameters}/{method}: labels {labels!r} match no "
                              f"callgrind dump")
-        work, reference = (counts[label] for label in labels)
-        if work <= 0 or reference <= 0:
+        work = sum(counts[label] for label in labels[:len(labels) - (units is None)])
+        below = units if units is not None else counts[reference]
+        if work <= 0 or below <= 0:
             raise ValueError(f"{kind} {parameters}/{method}: no instructions counted")
-        ratios[(kind, parameters, method)] = work / reference
+        ratios[(kind, parameters, method)] = work / below
     return ratios
 
 
 # The points of each kind are counted in one of two children run side by side (the counts do
 # not depend on the load, and a machine with two cores takes about two thirds of the time):
-# the MLP's whole training steps take about as long as everything else together.
-CHILD_KINDS = (("update", "jump"), ("step",))
+# the MLP's whole training steps take about as long as the updates and jumps together, the
+# ODE's work (one workload) about two thirds of that.
+CHILD_KINDS = (("update", "jump"), ("step",), ("ode",))
 
 
 def count_ratios(points: Sequence[Point],
@@ -289,6 +300,9 @@ KINDS = {
             "batch), over its bare optimizer's",
     "jump": "one weight jump (the predictor over every weight), over one step of its bare "
             "optimizer: how many steps a jump is worth",
+    "ode": "the ODE comparison's work on a workload: the ODE's instructions to each "
+           "training-accuracy threshold, and one full-batch gradient-descent step's "
+           "(benchmarks.ode_counting)",
 }
 # The parameter sets on which every kind and method is counted; on the others (ResNet18's 11
 # million parameters, VGG16's) only the updates of the methods over SGD without jumps: under
@@ -337,7 +351,8 @@ def _count_in_this_process(points: Sequence[Point],
     optimizer took longer than the counts); whole training steps build their seeded model
     and batch as the time ratios do; a jump reads the ramp set. Each is stepped past its
     jumps, then called :func:`warm_calls` times, then counted for one call. A reference
-    shared by several methods is counted once."""
+    shared by several methods is counted once. The ODE's points are counted by
+    :func:`benchmarks.ode_counting.count_ode`."""
     from .costs import (
         PARAMETER_SETS,
         TRAINING_BATCH,
@@ -352,6 +367,12 @@ def _count_in_this_process(points: Sequence[Point],
 
     prepare_timing()
     rows: list[list[str]] = []
+    ode_points = [point for point in points if point[0] == "ode"]
+    if ode_points:
+        from . import ode_counting
+
+        rows += ode_counting.count_ode(ode_points, requests, sys.modules[__name__])
+        points = [point for point in points if point[0] != "ode"]
     references: dict[tuple[str, str, str], str] = {}
     sets: dict[str, list[Any]] = {}
 
@@ -443,15 +464,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 def suite_points() -> list[Point]:
     """Every point the suites of counts ask for at the current size (``PLP_BENCH_SIZE``):
     updates on its parameter sets, whole training steps on its training-step sets, jumps on
-    its parameter sets; a kind not counted on a set for any method (:func:`kind_counted_on`)
-    is not asked for."""
+    its parameter sets (a kind not counted on a set for any method, :func:`kind_counted_on`,
+    is not asked for), and the ODE comparison's work on its ODE workloads
+    (:func:`ode_points`)."""
     from .common import current_size
 
     size = current_size()
     asked = ([("update", p, m) for p in size.parameter_sets for m in size.composed_methods]
              + [("step", p, m) for p in size.training_step_sets for m in size.composed_methods]
              + [("jump", p, m) for p in size.parameter_sets for m in size.jump_methods])
-    return [(kind, p, m) for kind, p, m in asked if kind_counted_on(kind, p)]
+    counted = [(kind, p, m) for kind, p, m in asked if kind_counted_on(kind, p)]
+    return counted + ode_points(size.ode_workloads)
+
+
+def ode_points(workloads: Sequence[str]) -> list[Point]:
+    """The ``"ode"`` points of ``workloads``: one gradient-descent step's count
+    (:data:`benchmarks.ode_counting.GD_STEP`) and the ODE's to each threshold the timed
+    comparison tracks there."""
+    from .ode import SETTINGS
+    from .ode_counting import GD_STEP
+
+    return [("ode", workload, point) for workload in workloads
+            for point in [GD_STEP, *(f"{t:.2f}" for t in SETTINGS[workload][1])]]
 
 
 class CountedSuite:

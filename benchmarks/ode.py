@@ -20,12 +20,17 @@ every step of a full-batch descent does the same work.
 
 The work each side does to a threshold is tracked exactly: GD's steps and the ODE's
 right-hand-side evaluations (a solver tolerance or a step-size rule that changes shows there
-first).
+first). ``OdeInstructions`` counts the same phases in instructions executed
+(:mod:`benchmarks.ode_counting`): the seconds' twins that the host's speed does not move (the
+absolute seconds moved up to 15% between two processes of one package when the host slowed
+for minutes, README, "Comparing commits").
 """
 
 import math
 
 from .common import benchmark_workload, current_size, harness, interface_name, memo_per_run
+from .instructions import CountedSuite
+from .ode_counting import GD_STEP
 from .rounds import TIMING_ROUNDS
 from .sampling import clock_for, collector_off, package_clock_reads, prepare_timing, sampled
 
@@ -154,3 +159,44 @@ class OdeVersusGradientDescent:
         return math.nan if value is None else float(value)
 
     track_ode_rhs_calls.unit = "calls"
+
+
+class OdeInstructions(CountedSuite):
+    """The comparison's work in instructions executed, counted by Valgrind's callgrind
+    (:mod:`benchmarks.ode_counting`, in the child that counts the updates' instructions): the
+    counted twins of ``OdeVersusGradientDescent``'s seconds, which the machine's load and
+    speed do not move. An install counts the same every time; a solver tolerance, a
+    step-size rule or a slower right-hand side of a commit shows here as a change of a few
+    percent. Skipped where Valgrind is missing, and where the ODE does not reach the
+    threshold within the budget."""
+
+    params = OdeVersusGradientDescent.params
+    param_names = OdeVersusGradientDescent.param_names
+    kind = "ode"
+
+    def setup(self, counts, workload, accuracy):
+        super().setup(counts, workload, accuracy)
+        self.ode = counts[(self.kind, workload, accuracy)]
+        self.gd_step = counts[(self.kind, workload, GD_STEP)]
+        self.gd_steps = comparison(workload)[accuracy]["gd_steps"]
+
+    def track_ode_instructions(self, counts, workload, accuracy):
+        """Instructions of the ODE to the threshold: the Jacobian build and the integration to
+        the first solver step that reaches it."""
+        return float(self.ode)
+
+    track_ode_instructions.unit = "instructions"
+
+    def track_gd_instructions(self, counts, workload, accuracy):
+        """Instructions of full-batch gradient descent to the threshold: its steps there
+        (exact) times one step's instructions (NaN where it did not reach it)."""
+        return math.nan if self.gd_steps is None else self.gd_steps * self.gd_step
+
+    track_gd_instructions.unit = "instructions"
+
+    def track_ode_over_gd_instructions(self, counts, workload, accuracy):
+        """The ODE's instructions to the threshold over gradient descent's: the counted twin
+        of ``track_ode_over_gd``."""
+        return math.nan if self.gd_steps is None else self.ode / (self.gd_steps * self.gd_step)
+
+    track_ode_over_gd_instructions.unit = "ratio"

@@ -316,6 +316,9 @@ MEASURED_ONCE = {
     "step_cost.UpdateInstructions.track_update_instruction_ratio",
     "step_cost.TrainingStepInstructions.track_training_step_instruction_ratio",
     "jumps.JumpInstructions.track_jump_cost_in_instruction_steps",
+    "ode.OdeInstructions.track_ode_instructions",
+    "ode.OdeInstructions.track_gd_instructions",
+    "ode.OdeInstructions.track_ode_over_gd_instructions",
     "throughput.TrainingThroughput.track_peak_memory",
 }
 
