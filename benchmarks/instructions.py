@@ -466,7 +466,7 @@ def suite_points() -> list[Point]:
     updates on its parameter sets, whole training steps on its training-step sets, jumps on
     its parameter sets (a kind not counted on a set for any method, :func:`kind_counted_on`,
     is not asked for), and the ODE comparison's work on its ODE workloads
-    (:func:`ode_points`)."""
+    (:func:`ode_points`) except at the smoke size (:data:`SMOKE_WITHOUT_ODE`)."""
     from .common import current_size
 
     size = current_size()
@@ -474,7 +474,15 @@ def suite_points() -> list[Point]:
              + [("step", p, m) for p in size.training_step_sets for m in size.composed_methods]
              + [("jump", p, m) for p in size.parameter_sets for m in size.jump_methods])
     counted = [(kind, p, m) for kind, p, m in asked if kind_counted_on(kind, p)]
+    if size.name == SMOKE_WITHOUT_ODE:
+        return counted
     return counted + ode_points(size.ode_workloads)
+
+
+# The size that leaves the ODE's counts out: counting them takes about 40 s of a core under
+# Valgrind, whatever the size (most of it loading torch.func's and SciPy's code), more than
+# the rest of the smoke size's counts together.
+SMOKE_WITHOUT_ODE = "smoke"
 
 
 def ode_points(workloads: Sequence[str]) -> list[Point]:
