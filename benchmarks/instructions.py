@@ -132,6 +132,28 @@ class ClientRequests:
     def on_valgrind(self) -> bool:
         return self(_RUNNING_ON_VALGRIND) > 0
 
+    def start_counting(self) -> None:
+        """Instrument, zero the counters and collect."""
+        self(_START_INSTRUMENTATION)
+        self(_ZERO_STATS)
+        self(_TOGGLE_COLLECT)
+
+    def dump(self, label: str) -> None:
+        """Dump what was collected since the last dump or zero under ``label`` (zeroing the
+        counters) and go on collecting; the requests themselves are outside the count."""
+        if not LABEL.fullmatch(label):
+            raise ValueError(f"label {label!r}: allowed {LABEL.pattern}")
+        name = ctypes.create_string_buffer(label.encode())
+        self(_TOGGLE_COLLECT)
+        self(_DUMP_STATS_AT, ctypes.addressof(name))
+        self(_TOGGLE_COLLECT)
+
+    def stop_counting(self) -> None:
+        """Stop collecting and instrumenting; what was collected since the last dump is
+        dropped (zeroed at the next start)."""
+        self(_TOGGLE_COLLECT)
+        self(_STOP_INSTRUMENTATION)
+
     @contextmanager
     def counted(self, label: str) -> Iterator[None]:
         """Count the instructions of the block, dumped under ``label``."""
@@ -204,23 +226,22 @@ def ratios_from(report: dict[str, Any], counts: dict[str, int],
         if (kind, parameters, method) not in points:
             raise ValueError(f"the counting child reported {kind} {parameters}/{method}, "
                              f"not asked for")
-        labels = work_labels.split("+")
+        summed = work_labels.split("+")
         units = int(reference) if UNITS.fullmatch(reference) else None
-        if units is None:
-            labels.append(reference)
+        labels = summed if units else [*summed, reference]
         if not all(label in counts for label in labels):
             raise ValueError(f"{kind} {parameters}/{method}: labels {labels!r} match no "
                              f"callgrind dump")
-        work = sum(counts[label] for label in labels[:len(labels) - (units is None)])
-        below = units if units is not None else counts[reference]
+        work = sum(counts[label] for label in summed)
+        below = units or counts[reference]
         if work <= 0 or below <= 0:
             raise ValueError(f"{kind} {parameters}/{method}: no instructions counted")
         ratios[(kind, parameters, method)] = work / below
     return ratios
 
 
-# The points of each kind are counted in one of two children run side by side (the counts do
-# not depend on the load, and a machine with two cores takes about two thirds of the time):
+# The points of each kind are counted in one of three children run side by side (the counts
+# do not depend on the load, and a machine with two cores takes about half the time):
 # the MLP's whole training steps take about as long as the updates and jumps together, the
 # ODE's work (one workload) about two thirds of that.
 CHILD_KINDS = (("update", "jump"), ("step",), ("ode",))
@@ -353,6 +374,17 @@ def _count_in_this_process(points: Sequence[Point],
     jumps, then called :func:`warm_calls` times, then counted for one call. A reference
     shared by several methods is counted once. The ODE's points are counted by
     :func:`benchmarks.ode_counting.count_ode`."""
+    from .sampling import collector_off, prepare_timing
+
+    prepare_timing()  # one thread, freed memory kept: as every timing runs
+    rows: list[list[str]] = []
+    if any(kind == "ode" for kind, _, _ in points):
+        from . import ode_counting
+
+        rows += ode_counting.count_ode([p for p in points if p[0] == "ode"], requests)
+        points = [point for point in points if point[0] != "ode"]
+        if not points:  # the ODE's child: nothing else to import
+            return {"labels": rows}
     from .costs import (
         PARAMETER_SETS,
         TRAINING_BATCH,
@@ -363,16 +395,7 @@ def _count_in_this_process(points: Sequence[Point],
         ramp_parameter_set,
     )
     from .jumps import jump_parts
-    from .sampling import collector_off, prepare_timing
 
-    prepare_timing()
-    rows: list[list[str]] = []
-    ode_points = [point for point in points if point[0] == "ode"]
-    if ode_points:
-        from . import ode_counting
-
-        rows += ode_counting.count_ode(ode_points, requests, sys.modules[__name__])
-        points = [point for point in points if point[0] != "ode"]
     references: dict[tuple[str, str, str], str] = {}
     sets: dict[str, list[Any]] = {}
 
@@ -489,8 +512,8 @@ def ode_points(workloads: Sequence[str]) -> list[Point]:
     """The ``"ode"`` points of ``workloads``: one gradient-descent step's count
     (:data:`benchmarks.ode_counting.GD_STEP`) and the ODE's to each threshold the timed
     comparison tracks there."""
-    from .ode import SETTINGS
     from .ode_counting import GD_STEP
+    from .ode_settings import SETTINGS
 
     return [("ode", workload, point) for workload in workloads
             for point in [GD_STEP, *(f"{t:.2f}" for t in SETTINGS[workload][1])]]

@@ -31,20 +31,15 @@ import math
 from .common import benchmark_workload, current_size, harness, interface_name, memo_per_run
 from .instructions import SMOKE_WITHOUT_ODE, CountedSuite
 from .ode_counting import GD_STEP
+from .ode_settings import SETTINGS, budget
 from .rounds import TIMING_ROUNDS
 from .sampling import clock_for, collector_off, package_clock_reads, prepare_timing, sampled
 
 SIZE = current_size()
-SETTINGS = {  # learning rate, thresholds, budget in GD steps
-    "banknote-mlp": (0.005, [0.80, 0.85, 0.90, 0.95], 5000),
-    # the paper's four levels as on banknote, and 0.75: a two-layer network of 32 units may
-    # not reach 0.90 or 0.95 on MAGIC within the budget (then n/a, which a change would lift)
-    "magic-mlp": (0.03, [0.75, 0.80, 0.85, 0.90, 0.95], 20000),
-}
-SMOKE_BUDGET = 1000  # GD steps at the smoke size (0.80 to 0.90 are reached): that it runs
-# each round. Why 12: with 4, one process's ratio samples spread over 0.55-0.83 of their
-# median beside a busy host, and the medians of an A/A pair moved 8%; with 12, at most 3.9%
-# in eight rounds (README, "Comparing commits"), for 6 s more a round
+# Repetitions of the whole comparison each round. Why 12: with 4, one process's ratio samples
+# spread over 0.55-0.83 of their median beside a busy host, and the medians of an A/A pair
+# moved 8%; with 12, at most 3.9% in eight rounds (README, "Comparing commits"), for 6 s more
+# a round
 ODE_SAMPLES = 2 if SIZE.name == "smoke" else 12
 
 
@@ -56,14 +51,13 @@ def comparison(name: str) -> dict:
         SOLVERS = interface_name("plp_bench.methods.solvers", "SOLVERS")
 
         from plp_bench import workloads
-    lr, thresholds, budget = SETTINGS[name]
-    if SIZE.name == "smoke":
-        budget = SMOKE_BUDGET
+    lr, thresholds, _ = SETTINGS[name]
+    steps = budget(name)
     benchmark_workload(name)  # skipped where the data is absent
 
     def once():
         return compare(workloads.get(name), lr, solver=SOLVERS.get("bdf")(),
-                       thresholds=tuple(thresholds), max_steps=budget)
+                       thresholds=tuple(thresholds), max_steps=steps)
 
     def run() -> dict:
         prepare_timing()
@@ -163,7 +157,7 @@ class OdeVersusGradientDescent:
 
 class OdeInstructions(CountedSuite):
     """The comparison's work in instructions executed, counted by Valgrind's callgrind
-    (:mod:`benchmarks.ode_counting`, in the child that counts the updates' instructions): the
+    (:mod:`benchmarks.ode_counting`, in a child beside those that count the updates'): the
     counted twins of ``OdeVersusGradientDescent``'s seconds, which the machine's load and
     speed do not move. An install counts the same every time; a solver tolerance, a
     step-size rule or a slower right-hand side of a commit shows here as a change of a few

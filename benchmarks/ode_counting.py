@@ -1,7 +1,7 @@
 """The ODE comparison's work counted in instructions, in the counting child of
 :mod:`benchmarks.instructions` (kind ``"ode"``): what ``ode.OdeInstructions`` tracks.
 
-Per workload of ``ode.SETTINGS``, on the seed-0 network the timed comparison builds
+Per workload of ``ode_settings.SETTINGS``, on the seed-0 network the timed comparison builds
 (``plp_bench.studies.ode_comparison.compare`` times the same three pieces):
 
 * **the Jacobian build**: ``linearize``'s two reads of the package's clock (``time.perf_counter``
@@ -31,7 +31,6 @@ so what Python's specialisation does to them is the same on both sides of a comp
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -47,36 +46,18 @@ GD_STEP = "gd-step"
 
 
 class _Dumps:
-    """Labels for the child's dumps (``o0``, ``o1``, ...) and the client requests around them."""
+    """Labels for the child's dumps (``o1``, ``o2``, ...) and the client requests
+    (:class:`benchmarks.instructions.ClientRequests`) that start, dump and stop counting."""
 
-    def __init__(self, requests: Any, requests_module: Any) -> None:
-        self.requests = requests
-        self.codes = requests_module
+    def __init__(self, requests: Any) -> None:
         self.issued = 0
+        self.start = requests.start_counting
+        self.dump = requests.dump
+        self.stop = requests.stop_counting
 
     def label(self) -> str:
         self.issued += 1
         return f"o{self.issued}"
-
-    def start(self) -> None:
-        """Instrument, zero the counters, collect."""
-        self.requests(self.codes._START_INSTRUMENTATION)
-        self.requests(self.codes._ZERO_STATS)
-        self.requests(self.codes._TOGGLE_COLLECT)
-
-    def dump(self, label: str) -> None:
-        """Dump what was collected since the last dump or zero, and go on collecting (the
-        requests themselves are outside the count)."""
-        name = ctypes.create_string_buffer(label.encode())
-        self.requests(self.codes._TOGGLE_COLLECT)
-        self.requests(self.codes._DUMP_STATS_AT, ctypes.addressof(name))
-        self.requests(self.codes._TOGGLE_COLLECT)
-
-    def stop(self) -> None:
-        """Stop collecting and instrumenting; what was collected since the last dump is
-        dropped (zeroed at the next start)."""
-        self.requests(self.codes._TOGGLE_COLLECT)
-        self.requests(self.codes._STOP_INSTRUMENTATION)
 
 
 @contextmanager
@@ -122,13 +103,12 @@ def _hits_dumped(dumps: _Dumps, thresholds: Sequence[float], labels: dict[float,
     return on_step
 
 
-def count_ode(points: Sequence[tuple[str, str, str]], requests: Any, requests_module: Any
-              ) -> list[list[str]]:
+def count_ode(points: Sequence[tuple[str, str, str]], requests: Any) -> list[list[str]]:
     """The child's work for the ``"ode"`` points (``("ode", workload, threshold or
     GD_STEP)``): report rows ``[kind, workload, point, work labels, units]`` (see
     :func:`benchmarks.instructions.ratios_from`). A workload whose data or interface the
     commit lacks is left out, as is a threshold the ODE does not reach within the budget."""
-    dumps = _Dumps(requests, requests_module)
+    dumps = _Dumps(requests)
     rows = []
     for name in sorted({workload for _, workload, _ in points}):
         asked = {point for _, workload, point in points if workload == name}
@@ -145,7 +125,7 @@ def _count_workload(name: str, asked: set[str], dumps: _Dumps) -> list[list[str]
     import torch
 
     from .common import benchmark_workload, harness, interface_name
-    from .ode import SETTINGS, SIZE, SMOKE_BUDGET
+    from .ode_settings import SETTINGS, budget
     from .sampling import collector_off
 
     benchmark_workload(name)  # skipped where the data is absent
@@ -156,16 +136,15 @@ def _count_workload(name: str, asked: set[str], dumps: _Dumps) -> list[list[str]
         integrate = interface_name("plp_baselines.linearized", "integrate")
         descend = interface_name("plp_baselines.linearized", "gradient_descent")
         solvers = interface_name("plp_bench.methods.solvers", "SOLVERS")
-    lr, thresholds, budget = SETTINGS[name]
-    if SIZE.name == "smoke":
-        budget = SMOKE_BUDGET
+    lr, thresholds, _ = SETTINGS[name]
+    steps = budget(name)
     solver = solvers.get("bdf")()
     workload = named_workload(name)  # uncapped, as the timed comparison takes it
     dataset = load(workload.dataset, device=torch.device("cpu"), seed=0,
                    val_fraction=workload.val_fraction)
 
     def solve(model: Any, on_step: Callable[..., Any], hits: Sequence[float]) -> Any:
-        return integrate(model, float(budget), solver=solver.method, rtol=solver.rtol,
+        return integrate(model, float(steps), solver=solver.method, rtol=solver.rtol,
                          atol=solver.atol, thresholds=tuple(hits), on_step=on_step)
 
     with collector_off():

@@ -109,6 +109,11 @@ def test_client_requests_do_nothing_outside_valgrind():
     assert ran == [True]
     with pytest.raises(ValueError, match="label 'w 0'"), requests.counted("w 0"):
         pass
+    requests.start_counting()  # the ODE's count: start, dumps at points of its own, stop
+    requests.dump("o1")
+    requests.stop_counting()
+    with pytest.raises(ValueError, match="label 'o 1'"):
+        requests.dump("o 1")
     assert instructions.main(["update:mlp:plp"]) == 2  # the child refuses to run unobserved
     with pytest.raises(SystemExit):  # a point not KIND:PARAMETERS:METHOD
         instructions.main(["mlp:plp"])
