@@ -195,6 +195,6 @@ class OdeInstructions(CountedSuite):
     def track_ode_over_gd_instructions(self, counts, workload, accuracy):
         """The ODE's instructions to the threshold over gradient descent's: the counted twin
         of ``track_ode_over_gd``."""
-        return math.nan if self.gd_steps is None else self.ode / (self.gd_steps * self.gd_step)
+        return self.ode / self.track_gd_instructions(counts, workload, accuracy)
 
     track_ode_over_gd_instructions.unit = "ratio"
