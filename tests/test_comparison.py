@@ -20,7 +20,16 @@ from plp_bench.cli import main
 from plp_bench.core.config import ConfigError
 from plp_bench.report import noise_model
 from plp_bench.report.asv_results import AsvValue, Thresholds, commit_values, point_name
-from plp_bench.report.comparison import ALPHA, ASV_ALPHA, Measured, decide, samples_differ, smallest_p
+from plp_bench.report.comparison import (
+    ALPHA,
+    ASV_ALPHA,
+    Measured,
+    decide,
+    round_shift,
+    samples_differ,
+    smallest_p,
+    within_own_rounds,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -420,8 +429,48 @@ def test_compare_names_a_changed_benchmark_and_stays_report_only(tmp_path, capsy
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith(f"compared with {base[:12]}: 1 changed: ")
     assert "track_update_time_ratio(mlp, plp)" in last and "worse" in last
+    assert "the shift between one side's own two rounds" not in capsys.readouterr().out
     assert main(["compare", base, head, "--results", str(results), *config,
                  "--fail-on-change"]) == 1
+
+
+def test_a_sides_own_rounds_are_its_samples_cut_in_order():
+    two_rounds = Measured(1.05, (1.0, 1.01, 0.99, 1.1, 1.11, 1.09))
+    assert round_shift(two_rounds) == pytest.approx(0.1)
+    assert round_shift(Measured(1.0, (1.0, 1.0, 1.1, 1.1, 1.1))) is None  # not two equal rounds
+    assert round_shift(Measured(1.0, (1.0, 1.1))) is None  # one sample a round: no median
+    assert round_shift(Measured(1.0, (1.0, math.nan, 1.1, 1.1))) is None
+    assert round_shift(Measured(1.0)) is None and round_shift(None) is None
+
+
+def test_a_change_within_a_sides_own_rounds_is_named_and_a_larger_one_is_not():
+    before = Measured(1.035, (1.0,) * 6 + (1.07,) * 6)  # two processes 7% apart
+    assert within_own_rounds(before, Measured(0.95, (0.95,) * 12)) == pytest.approx(0.07)
+    assert within_own_rounds(before, Measured(0.8, (0.8,) * 12)) is None  # 29%: beyond 1.5 x 7%
+    steady = Measured(1.0, (1.0,) * 12)
+    assert within_own_rounds(steady, Measured(1.08, (1.08,) * 12)) is None
+    assert within_own_rounds(Measured(1.0), Measured(1.08)) is None  # no samples, no rounds
+
+
+def test_compare_warns_of_a_change_within_a_sides_own_rounds_and_still_ends_with_the_verdict(
+        tmp_path, capsys):
+    (tmp_path / "asv.conf.json").write_text('{"regressions_thresholds": {".*": 0.05}}')
+    base, head = _git("rev-parse", "HEAD~1"), _git("rev-parse", "HEAD")
+    rng = random.Random(5)
+    # the head's two rounds sit 8% apart (a machine whose processes differ more than the
+    # model's), its median 9% above the base's, whose rounds agree
+    sides = {base: noisy(1.2, 0.01, 12, rng),
+             head: noisy(1.26, 0.01, 6, rng) + noisy(1.36, 0.01, 6, rng)}
+    for commit, samples in sides.items():
+        _results_file(tmp_path / "results", "ci", commit, {
+            "step_cost.UpdateOverhead.track_update_time_ratio": (
+                [["'mlp'"], ["'plp'"]], [as_measured(samples).value], [list(samples)])})
+    assert main(["compare", base, head, "--results", str(tmp_path / "results"), "--config",
+                 str(tmp_path / "asv.conf.json")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith(f"compared with {base[:12]}: 1 changed: ")  # a warning only
+    assert re.match(r"1 of the changes are no larger than 1.5 times the shift", lines[-2])
+    assert "track_update_time_ratio(mlp, plp) 1.0" in lines[-2] and "rounds 8." in lines[-2]
 
 
 def _benchmarks_file(folder: Path, versions: dict[str, str]) -> None:

@@ -12,6 +12,7 @@ from ..core.config import ConfigError
 from ..core.tables import to_rich
 from ..report import asv_results
 from ..report.changes import asv_table
+from ..report.comparison import MARGIN, Measured, decide, within_own_rounds
 from ..report.record_sources import resolve_revision
 from .common import Streams
 
@@ -52,6 +53,15 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
         table.rows = changed
     if table.rows:
         streams.out.print(to_rich(table))
+    unsure = changes_within_own_rounds(before, now, thresholds)
+    if unsure:
+        streams.out.print(
+            f"{len(unsure)} of the changes are no larger than {MARGIN:g} times the shift between "
+            "one side's own two rounds (processes of one package) on this machine: "
+            + ", ".join(f"{name} {ratio:.2f}x (rounds {shift:.1%} apart)"
+                        for name, ratio, shift in unsure)
+            + f". The thresholds of {thresholds.source} may not hold on this machine or under "
+            "this load; `plp-bench noise` measures its own", highlight=False, soft_wrap=True)
     if changed:
         names = ", ".join(f"{row[0].text}({row[1].text}) {row[-1].text}x "
                           f"{'worse' if any(c.style == 'worse' for c in row) else 'better'}"
@@ -61,3 +71,26 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     else:
         streams.out.print(f"compared with {base[:12]}: no change", highlight=False)
     return EXIT_CHANGED if changed and args.fail_on_change else 0
+
+
+
+def changes_within_own_rounds(before: list[asv_results.AsvValue],
+                              now: list[asv_results.AsvValue],
+                              thresholds: asv_results.Thresholds
+                              ) -> list[tuple[str, float, float]]:
+    """The changes the rule flags (:func:`plp_bench.report.comparison.decide`) that lie within
+    the noise between one side's own rounds (:func:`within_own_rounds`): each as its label,
+    its ratio and that shift. A warning, not a verdict."""
+    old = {v.key: v for v in before}
+    found = []
+    for value in now:
+        previous = old.get(value.key)
+        if previous is None or not previous.comparable(value) or value.skipped:
+            continue
+        first, second = Measured.of(previous), Measured.of(value)
+        if decide(first, second, thresholds.of(value.label)) is None:
+            continue
+        shift = within_own_rounds(first, second)
+        if shift is not None:
+            found.append((value.label, second.value / first.value, shift))
+    return found

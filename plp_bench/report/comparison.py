@@ -21,6 +21,7 @@ by chance within the noise of its own samples.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Literal
 
@@ -115,3 +116,43 @@ def decide(before: Measured | None, now: Measured | None, threshold: float,
         return None
     return direction
 
+
+# Rounds a timing's samples come from (benchmarks.rounds.TIMING_ROUNDS: each an asv process,
+# appended in order).
+ROUNDS = 2
+# The margin on a spread between two processes of one package: the noise model's threshold is
+# MARGIN times the largest it measured (plp_bench.report.noise_model)
+MARGIN = 1.5
+
+
+def round_shift(measured: Measured | None, rounds: int = ROUNDS) -> float | None:
+    """How far apart the medians of one side's own rounds lie (largest over smallest, minus
+    1): its samples cut, in order, into ``rounds`` equal parts of at least two, each the
+    samples of one process (``asv run --append-samples`` appends a round's after the last).
+    Two rounds of one package are an A/A pair the comparison carries with it. None where the
+    samples cannot be cut so (one round, or a value without samples)."""
+    if measured is None or measured.samples is None:
+        return None
+    samples = [x for x in measured.samples if math.isfinite(x)]
+    size, left = divmod(len(samples), rounds)
+    if left or size < 2 or len(samples) != len(measured.samples):
+        return None
+    medians = [statistics.median(samples[k * size:(k + 1) * size]) for k in range(rounds)]
+    if min(medians) <= 0:
+        return None
+    return max(medians) / min(medians) - 1.0
+
+
+def within_own_rounds(before: Measured | None, now: Measured | None) -> float | None:
+    """For a change the rule flagged: the larger of the two sides' :func:`round_shift` where
+    the change is no more than :data:`MARGIN` times it, else None. Such a change is as
+    large as the noise this machine showed between two processes of one package, so the
+    thresholds (measured on another machine, or under other load) may not hold here. A
+    warning beside the verdict, never a verdict: the rule's thresholds are the measured model's."""
+    if before is None or now is None or before.value <= 0 or now.value <= 0:
+        return None
+    shifts = [shift for shift in (round_shift(before), round_shift(now)) if shift is not None]
+    if not shifts:
+        return None
+    change = max(now.value, before.value) / min(now.value, before.value) - 1.0
+    return max(shifts) if change <= MARGIN * max(shifts) else None

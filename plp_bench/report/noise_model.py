@@ -47,9 +47,8 @@ from pathlib import Path
 
 from ..core.config import ConfigError
 from .asv_results import AsvValue
-from .comparison import Measured, decide
+from .comparison import MARGIN, Measured, decide
 
-MARGIN = 1.5
 # An A/A pair installs one and the same package, so both sides share its memory layout; two
 # real commits do not. Measured on the scratch commit of the README's rounds, on benchmarks
 # whose code it did not touch: GD's seconds moved 2.2-2.3% in two rounds whose A/A pair moved
