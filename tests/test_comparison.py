@@ -429,7 +429,7 @@ def test_compare_names_a_changed_benchmark_and_stays_report_only(tmp_path, capsy
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith(f"compared with {base[:12]}: 1 changed: ")
     assert "track_update_time_ratio(mlp, plp)" in last and "worse" in last
-    assert "the shift between one side's own two rounds" not in capsys.readouterr().out
+    assert "halves of one side's own samples" not in capsys.readouterr().out
     assert main(["compare", base, head, "--results", str(results), *config,
                  "--fail-on-change"]) == 1
 
@@ -469,8 +469,9 @@ def test_compare_warns_of_a_change_within_a_sides_own_rounds_and_still_ends_with
                  str(tmp_path / "asv.conf.json")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith(f"compared with {base[:12]}: 1 changed: ")  # a warning only
-    assert re.match(r"1 of the changes are no larger than 1.5 times the shift", lines[-2])
-    assert "track_update_time_ratio(mlp, plp) 1.0" in lines[-2] and "rounds 8." in lines[-2]
+    assert re.match(r"1 of the changes are no larger than 1.5 times the shift between the two "
+                    r"halves of one side's own samples", lines[-2])
+    assert "track_update_time_ratio(mlp, plp) 1.0" in lines[-2] and "halves 8." in lines[-2]
 
 
 def _benchmarks_file(folder: Path, versions: dict[str, str]) -> None:

@@ -57,8 +57,9 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     if unsure:
         streams.out.print(
             f"{len(unsure)} of the changes are no larger than {MARGIN:g} times the shift between "
-            "one side's own two rounds (processes of one package) on this machine: "
-            + ", ".join(f"{name} {ratio:.2f}x (rounds {shift:.1%} apart)"
+            "the two halves of one side's own samples (its two rounds, processes of one "
+            "package, where it ran two) on this machine: "
+            + ", ".join(f"{name} {ratio:.2f}x (halves {shift:.1%} apart)"
                         for name, ratio, shift in unsure)
             + f". The thresholds of {thresholds.source} may not hold on this machine or under "
             "this load; `plp-bench noise` measures its own", highlight=False, soft_wrap=True)

@@ -129,8 +129,9 @@ def round_shift(measured: Measured | None, rounds: int = ROUNDS) -> float | None
     """How far apart the medians of one side's own rounds lie (largest over smallest, minus
     1): its samples cut, in order, into ``rounds`` equal parts of at least two, each the
     samples of one process (``asv run --append-samples`` appends a round's after the last).
-    Two rounds of one package are an A/A pair the comparison carries with it. None where the
-    samples cannot be cut so (one round, or a value without samples)."""
+    Two rounds of one package are an A/A pair the comparison carries with it; where a side
+    ran one round, its halves are two parts of one process (which agree more). None where the
+    samples cannot be cut so, or a value without samples."""
     if measured is None or measured.samples is None:
         return None
     samples = [x for x in measured.samples if math.isfinite(x)]
