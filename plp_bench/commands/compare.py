@@ -74,7 +74,6 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     return EXIT_CHANGED if changed and args.fail_on_change else 0
 
 
-
 def changes_within_own_rounds(before: list[asv_results.AsvValue],
                               now: list[asv_results.AsvValue],
                               thresholds: asv_results.Thresholds

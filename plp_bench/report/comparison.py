@@ -16,6 +16,11 @@ Given the benchmark's noise threshold ``t`` (measured by ``plp-bench noise``, ke
 Rule 1 guards against what samples from one process cannot show (one process's layout in
 memory, a neighbour that stayed for the whole of one side); rule 2 against a median that moved
 by chance within the noise of its own samples.
+
+Beside the rule, not part of it: a side whose samples come from two rounds (two processes of
+one package) carries an A/A pair of its own. A flagged change no larger than the noise model's
+margin times the shift between them (:func:`within_own_rounds`) is named in a warning, since
+the thresholds, measured on one machine under one load, may not hold where that happened.
 """
 
 from __future__ import annotations
