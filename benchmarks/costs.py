@@ -286,3 +286,60 @@ def held_bytes(optimizer: Any, params: Iterable[torch.Tensor]) -> int:
 
 def parameter_bytes(params: Iterable[torch.Tensor]) -> int:
     return sum(p.numel() * p.element_size() for p in params)
+
+
+# A jump's cost (the jumps suite, and its count in benchmarks.instructions): the step whose
+# weight history a jump reads, and the most groups of whole chunks a jump is timed in
+JUMP_STEP = 5000
+GROUPS = 16
+
+
+@dataclass
+class JumpParts:
+    """A jump method's jump over a parameter set, and a step of its bare optimizer."""
+
+    fresh_jump: Callable[[], Callable[[], Any]]  # the whole jump, on fresh copies
+    fresh_blocks: Callable[[], list[Callable[[], Any]]]  # the jump in groups of whole chunks
+    groups: int
+    reference: StepBench  # the bare optimizer, stepped once
+
+
+def jump_parts(parameters: str, method: str,
+               params: list[torch.nn.Parameter] | None = None) -> JumpParts:
+    """The installed package's jump (``predict_flat`` with the method's predictor and chunk
+    size) over parameter set ``parameters`` (or ``params``), on four columns of weight
+    history drifting from the set's weights, and the bare optimizer over the same set."""
+    with harness():
+        history_steps = interface_name("plp_baselines.introspection.jumps", "history_steps")
+        predict_flat = interface_name("plp_baselines.introspection.jumps", "predict_flat")
+        from plp_bench.methods import build_method
+    config = named_method(method)
+    weights = parameter_set(parameters) if params is None else params
+    jumps = jump_wrapper(build_method(config, weights, tuned={}).optimizer)
+    flat = torch.cat([p.detach().reshape(-1) for p in weights])
+    generator = torch.Generator().manual_seed(0)
+    drift = torch.randn(flat.shape, generator=generator) * 1e-3
+    columns = [flat + k * drift for k in (0.0, 0.4, 0.7, 1.0)]
+    steps = history_steps(JUMP_STEP)
+
+    def fresh_jump():
+        copies = [column.clone() for column in columns]
+        return lambda: predict_flat(jumps.predictor, copies, steps, jumps.chunk_size)
+
+    chunk = jumps.chunk_size
+    chunks = -(-flat.numel() // chunk)
+    per_group = -(-chunks // min(GROUPS, chunks))
+    rows = per_group * chunk
+
+    def fresh_blocks():
+        """The jump in groups of whole chunks on fresh copies: ``predict_flat`` on each
+        group's rows, as the jump runs them."""
+        copies = [column.clone() for column in columns]
+        return [(lambda part=slice(start, start + rows): predict_flat(
+                    jumps.predictor, [c[part] for c in copies], steps, chunk))
+                for start in range(0, flat.numel(), rows)]
+
+    # its own seeded set, or the ramp set given (that the jump only reads)
+    reference = StepBench.build(bare(config), parameters, params=params)
+    reference.steps(1)
+    return JumpParts(fresh_jump, fresh_blocks, -(-chunks // per_group), reference)

@@ -390,11 +390,11 @@ def _count_in_this_process(points: Sequence[Point],
         TRAINING_BATCH,
         StepBench,
         bare,
+        jump_parts,
         jump_wrapper,
         named_method,
         ramp_parameter_set,
     )
-    from .jumps import jump_parts
 
     references: dict[tuple[str, str, str], str] = {}
     sets: dict[str, list[Any]] = {}

@@ -4,85 +4,26 @@ A jump runs the method's predictor over every weight of a backbone's parameter s
 batched pass over the flattened weights, in chunks of the wrapper's ``chunk_size`` rows).
 ``JumpTime.track_jump_seconds`` is its wall time; ``track_jump_cost_in_steps`` is that time
 over one step of the bare base optimizer on the same parameters: how many optimizer steps a
-jump is worth in time. It is timed in up to ``GROUPS`` groups of whole chunks, each group (the
-package's ``predict_flat`` on that group's rows, with the wrapper's chunk size) followed by a
-reference call of the bare optimizer, on one thread
+jump is worth in time. It is timed in up to ``benchmarks.costs.GROUPS`` groups of whole
+chunks, each group (the package's ``predict_flat`` on that group's rows, with the wrapper's
+chunk size) followed by a reference call of the bare optimizer, on one thread
 (:func:`benchmarks.sampling.blockwise_ratios`): ResNet18's groups alternate with one step
 each, the MLP's single group with ``REFERENCE_STEPS`` steps (one step of it lasts
 microseconds). Each sample is on fresh copies of the weights. The memory the jumps hold
 (copies of the weights at the steps later jumps read) is in each run record's ``details``.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-import torch
-
-from .common import current_size, harness, interface_name, require_absolute_times
-from .costs import StepBench, bare, jump_wrapper, named_method, parameter_set
+from .common import current_size, require_absolute_times
+from .costs import jump_parts
 from .instructions import CountedSuite
 from .rounds import TIMING_ROUNDS
 from .sampling import BUDGET_SECONDS, blockwise_ratios, call_seconds, prepare_timing, sampled
 
 SIZE = current_size()
-JUMP_STEP = 5000
 REFERENCE_STEPS = 10
-GROUPS = 16
 # as many passes over the blocks as fit twice the usual budget: one for a ResNet18 jump (about
 # a second), MAX_CALLS (40) for the MLP's (a fifth of a millisecond)
 JUMP_SAMPLES = 4  # each round
-
-
-@dataclass
-class JumpParts:
-    """A jump method's jump over a parameter set, and a step of its bare optimizer."""
-
-    fresh_jump: Callable[[], Callable[[], Any]]  # the whole jump, on fresh copies
-    fresh_blocks: Callable[[], list[Callable[[], Any]]]  # the jump in groups of whole chunks
-    groups: int
-    reference: StepBench  # the bare optimizer, stepped once
-
-
-def jump_parts(parameters: str, method: str,
-               params: list[torch.nn.Parameter] | None = None) -> JumpParts:
-    """The installed package's jump (``predict_flat`` with the method's predictor and chunk
-    size) over parameter set ``parameters`` (or ``params``), on four columns of weight
-    history drifting from the set's weights, and the bare optimizer over the same set."""
-    with harness():
-        history_steps = interface_name("plp_baselines.introspection.jumps", "history_steps")
-        predict_flat = interface_name("plp_baselines.introspection.jumps", "predict_flat")
-        from plp_bench.methods import build_method
-    config = named_method(method)
-    weights = parameter_set(parameters) if params is None else params
-    jumps = jump_wrapper(build_method(config, weights, tuned={}).optimizer)
-    flat = torch.cat([p.detach().reshape(-1) for p in weights])
-    generator = torch.Generator().manual_seed(0)
-    drift = torch.randn(flat.shape, generator=generator) * 1e-3
-    columns = [flat + k * drift for k in (0.0, 0.4, 0.7, 1.0)]
-    steps = history_steps(JUMP_STEP)
-
-    def fresh_jump():
-        copies = [column.clone() for column in columns]
-        return lambda: predict_flat(jumps.predictor, copies, steps, jumps.chunk_size)
-
-    chunk = jumps.chunk_size
-    chunks = -(-flat.numel() // chunk)
-    per_group = -(-chunks // min(GROUPS, chunks))
-    rows = per_group * chunk
-
-    def fresh_blocks():
-        """The jump in groups of whole chunks on fresh copies: ``predict_flat`` on each
-        group's rows, as the jump runs them."""
-        copies = [column.clone() for column in columns]
-        return [(lambda part=slice(start, start + rows): predict_flat(
-                    jumps.predictor, [c[part] for c in copies], steps, chunk))
-                for start in range(0, flat.numel(), rows)]
-
-    # its own seeded set, or the ramp set given (that the jump only reads)
-    reference = StepBench.build(bare(config), parameters, params=params)
-    reference.steps(1)
-    return JumpParts(fresh_jump, fresh_blocks, -(-chunks // per_group), reference)
 
 
 class _Jump:
