@@ -1,0 +1,58 @@
+"""``.ci/run``'s budget: the second timing rounds run only where they end within it, and a
+budget that is not a whole number of minutes stops the job before anything runs. The budget's
+lines of the script are run alone in bash, with its elapsed-seconds counter set."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / ".ci" / "run"
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+
+def _budget_lines() -> str:
+    """The budget's check and ``second_rounds_fit`` as ``.ci/run`` defines them."""
+    text = SCRIPT.read_text()
+    check = re.search(r"^budget_minutes=.*?^fi\n", text, re.M | re.S)
+    function = re.search(r"^second_rounds_fit\(\) \{.*?^\}\n", text, re.M | re.S)
+    assert check and function, ".ci/run no longer defines its budget as this test reads it"
+    return check.group(0) + function.group(0)
+
+
+def _run(after: str, minutes: str | None = None) -> subprocess.CompletedProcess:
+    environment = {"PATH": "/usr/bin:/bin"}
+    if minutes is not None:
+        environment["PLP_BENCH_CI_MINUTES"] = minutes
+    return subprocess.run(["bash", "-c", "set -euo pipefail\n" + _budget_lines() + after],
+                          capture_output=True, text=True, env=environment, timeout=30)
+
+
+def test_the_second_rounds_run_when_they_end_within_the_budget():
+    # 28 minutes in, after a 7.5-minute parent round: 28 + 11 + 5 minutes end within 80
+    done = _run("SECONDS=1680; second_rounds_fit 450 && echo fit")
+    assert done.returncode == 0 and done.stdout.strip() == "fit"
+
+
+def test_the_second_rounds_are_left_out_saying_so_when_they_would_end_past_it():
+    # 61 minutes in, after a 15.3-minute round (the slower machine): 61 + 23 + 5 > 80
+    done = _run("SECONDS=3660; if second_rounds_fit 918; then echo fit; else echo left; fi")
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "left"
+    assert "would end past its budget of 80 minutes" in done.stdout
+    assert "compared on one round a side" in done.stdout
+    # a larger budget lets them run
+    done = _run("SECONDS=3660; second_rounds_fit 918 && echo fit", minutes="120")
+    assert done.stdout.strip() == "fit"
+
+
+@pytest.mark.parametrize("minutes", ["0", "eighty", "1e3", "99999", "a[$(echo injected >&2)]"])
+def test_a_budget_that_is_not_whole_minutes_stops_the_job_naming_it(minutes):
+    done = _run("echo reached", minutes=minutes)
+    assert done.returncode == 2 and "reached" not in done.stdout
+    assert f"PLP_BENCH_CI_MINUTES={minutes}: allowed a whole number of minutes" in done.stderr
+    assert "injected" not in done.stderr.replace(minutes, "")
