@@ -571,6 +571,34 @@ def test_noise_command_reads_a_a_rounds_and_writes_model_and_config(tmp_path, ca
         in table
 
 
+def test_rounds_of_one_suite_replace_its_rows_and_keep_the_others_of_the_written_model(
+        tmp_path, capsys):
+    base, head, results = _two_commits(tmp_path, 1.0)
+    config = tmp_path / "asv.conf.json"
+    config.write_text((ROOT / "asv.conf.json").read_text())
+    model = tmp_path / "model.json"
+    earlier = noise_model.NoiseModel(
+        (noise_model.BenchmarkNoise("loop.LoopOverhead.track_overhead_ratio", 1, 2, False,
+                                    0.045, 0.07, 0.1),
+         noise_model.BenchmarkNoise("step_cost.UpdateOverhead.track_update_time_ratio", 1, 2,
+                                    False, 0.5, 0.75, 1.0)),
+        ("r1/0123456789ab",))
+    model.write_text(json.dumps(earlier.to_json()))
+    command = ["noise", "--commit", base, "--commit", head, "--results", str(results),
+               "--model", str(model), "--config", str(config), "--bench", "UpdateOverhead"]
+    assert main([*command, "--keep-others"]) == 0
+    written = noise_model.NoiseModel.load(model)
+    assert written.of("loop.LoopOverhead.track_overhead_ratio") == earlier.benchmarks[0]
+    update = written.of("step_cost.UpdateOverhead.track_update_time_ratio")
+    assert update.spread < 0.1  # the new rounds' row, not the earlier 50%
+    assert written.measurements == (f"ci/{base[:12]}", f"ci/{head[:12]}", "r1/0123456789ab")
+    assert Thresholds.load(config).of("loop.LoopOverhead.track_overhead_ratio") == 0.07
+    assert main(command) == 0  # without it, the model holds what the rounds measured only
+    assert noise_model.NoiseModel.load(model).of("loop.LoopOverhead.track_overhead_ratio") \
+        is None
+    capsys.readouterr()
+
+
 def test_noise_command_refuses_bad_rounds(capsys):
     assert main(["noise", "--rounds", "1", "--dry-run"]) == 2
     assert "--rounds" in capsys.readouterr().err

@@ -14,6 +14,10 @@ Two sources of rounds:
   their benchmark than ``benchmarks.json``'s (its definition changed since) are left out, so
   rounds measured before a benchmark changed still count for the others.
 
+``--keep-others`` keeps, from the model already written, the rows of every benchmark the
+rounds did not measure: a suite measured again (its definition changed) updates its own rows
+without the rounds behind the others.
+
 It prints each benchmark's spread, the threshold it implies and the smallest change detected
 19 times in 20, writes the model (``--model``) and the thresholds into ``asv.conf.json``
 (``--config``), which ``asv publish``, ``plp-bench compare`` and ``plp-bench report --compare``
@@ -55,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", default="asv.conf.json", metavar="FILE",
                         help="the asv configuration whose thresholds are written "
                         "(default asv.conf.json)")
+    parser.add_argument("--keep-others", action="store_true",
+                        help="keep the rows of the benchmarks these rounds did not measure "
+                        "from the model already at --model (its rounds need not be at hand)")
     parser.add_argument("--dry-run", action="store_true", help="print, write nothing")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown "
                         "(the README's)")
@@ -115,6 +122,8 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
             # together; run rounds: all of one commit, measured one after the other
             groups.append(machine if machines is None else "")
     model = noise_model.build(measurements, labels, groups)
+    if args.keep_others:
+        model = model.over(noise_model.NoiseModel.load(args.model))
     if args.markdown:
         print(noise_model.markdown(model))
     else:

@@ -97,6 +97,16 @@ class NoiseModel:
         return next((b for b in self.benchmarks if b.benchmark == benchmark
                      and b.first_parameter == first_parameter), None)
 
+    def over(self, earlier: NoiseModel) -> NoiseModel:
+        """This model's rows, and ``earlier``'s rows of every benchmark this model has no row
+        of (rounds that measured some suites again, over a model whose other rounds are not
+        at hand); the measurements of both, this model's first."""
+        measured = {row.benchmark for row in self.benchmarks}
+        kept = tuple(row for row in earlier.benchmarks if row.benchmark not in measured)
+        labels = self.measurements + tuple(m for m in earlier.measurements
+                                           if m not in self.measurements)
+        return NoiseModel(self.benchmarks + kept, labels)
+
     def to_json(self) -> dict:
         return {"schema": SCHEMA, "margin": MARGIN, "floor": FLOOR,
                 "measurements": list(self.measurements),
