@@ -11,8 +11,8 @@ from pathlib import Path
 from ..core.config import ConfigError
 from ..core.tables import to_rich
 from ..report import asv_results
-from ..report.changes import asv_table
-from ..report.comparison import MARGIN, Measured, decide, within_own_rounds
+from ..report.changes import asv_changes, asv_table
+from ..report.comparison import MARGIN, Measured, within_own_rounds
 from ..report.record_sources import resolve_revision
 from .common import Streams
 
@@ -78,19 +78,14 @@ def changes_within_own_rounds(before: list[asv_results.AsvValue],
                               now: list[asv_results.AsvValue],
                               thresholds: asv_results.Thresholds
                               ) -> list[tuple[str, float, float]]:
-    """The changes the rule flags (:func:`plp_bench.report.comparison.decide`) that lie within
-    the noise between one side's own rounds (:func:`within_own_rounds`): each as its label,
-    its ratio and that shift. A warning, not a verdict."""
-    old = {v.key: v for v in before}
+    """The changes the rule flags (:func:`plp_bench.report.changes.asv_changes`) that lie
+    within the noise between one side's own rounds (:func:`within_own_rounds`): each as its
+    label, its ratio and that shift. A warning, not a verdict."""
     found = []
-    for value in now:
-        previous = old.get(value.key)
-        if previous is None or not previous.comparable(value) or value.skipped:
+    for value, previous, change in asv_changes(now, before, thresholds):
+        if change not in ("worse", "better") or value.skipped:
             continue
-        first, second = Measured.of(previous), Measured.of(value)
-        if decide(first, second, thresholds.of(value.label)) is None:
-            continue
-        shift = within_own_rounds(first, second)
+        shift = within_own_rounds(Measured.of(previous), Measured.of(value))
         if shift is not None:
-            found.append((value.label, second.value / first.value, shift))
+            found.append((value.label, value.value / previous.value, shift))
     return found

@@ -34,6 +34,22 @@ def verdict(before: float | None, now: float | None, threshold: float) -> Style:
     return decide(Measured(before), Measured(now), threshold)
 
 
+def asv_changes(values: list[AsvValue], before: list[AsvValue], thresholds: Thresholds
+                ) -> Iterable[tuple[AsvValue, AsvValue | None, Style | str]]:
+    """Each value of a commit with the other commit's value of the same point (machine,
+    benchmark, parameters; None where it has none) and the change between them:
+    ``"worse"``, ``"better"``, None, or ``"other version"`` where another version of the
+    benchmark measured the other (not the same quantity, so not compared)."""
+    old = {v.key: v for v in before}
+    for value in values:
+        previous = old.get(value.key)
+        if previous is not None and not previous.comparable(value):
+            yield value, previous, "other version"
+        else:
+            yield value, previous, decide(Measured.of(previous), Measured.of(value),
+                                          thresholds.of(value.label))
+
+
 def _seed_seconds(runs: list[RunResult], index: int) -> tuple[float, ...]:
     """Each run's seconds to target ``index`` (a miss: its whole training time)."""
     return tuple(r.targets[index].seconds if r.targets[index].steps is not None
@@ -138,18 +154,16 @@ def asv_table(values: list[AsvValue], before: list[AsvValue] | None = None, *,
             f"{thresholds.source} for that benchmark and, for a timing, beyond the noise of "
             "its samples; other version: the benchmark's definition changed between the two, "
             "so they are not compared" if before is not None else ""))
-    old = {v.key: v for v in before or []}
-    for v in shown:
+    paired = (asv_changes(shown, before, thresholds) if before is not None
+              else ((v, None, None) for v in shown))
+    for v, previous, style in paired:
         cells = [Cell(v.benchmark), Cell(", ".join(v.params)),
                  Cell(_format(v.value, v.unit)) if v.value is not None else Cell("failed", "warn")]
         if before is not None:
-            previous = old.get(v.key)
             a = None if previous is None else previous.value
-            if previous is not None and not previous.comparable(v):
-                # another version of the benchmark measured it: not the same quantity
+            if style == "other version":
                 change = Cell("other version", "warn")
             else:
-                style = decide(Measured.of(previous), Measured.of(v), thresholds.of(v.label))
                 ratio = "—" if a in (None, 0) or v.value is None else f"{v.value / a:.2f}"
                 cells[2] = Cell(cells[2].text, style)
                 change = Cell(ratio, style)
