@@ -46,18 +46,22 @@ executor trains in-process, as without the variable.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import importlib
 import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from .sampling import prepare_timing
 
 # Every name of the installed package the suites may use. Removing or renaming one of these in
 # plp_bench breaks the comparison of commits across that change: keep them, or skip cleanly.
@@ -122,14 +126,37 @@ def interface_name(module: str, name: str) -> Any:
                           name=module) from None
 
 
+# What the harness and torch import on first use, not on import, and what each benchmark's
+# process would otherwise import again for itself: torch's first optimizer imports
+# torch._dynamo (3.4 s on a 2 GHz core, sympy among it), the offline datasets' readers import
+# scikit-learn (3.1 s). Measured in a process forked as asv forks one: a step-cost point of
+# digits-mlp took 6.2 s, 0.75 s of it the timing.
+LAZY_IMPORTS = ("torch._dynamo", "sklearn.datasets", "scipy.integrate", "scipy.stats")
+FORKSERVER = "asv_runner.server"  # the module asv's forkserver runs in
+
+
 def _preload() -> None:
     """Import the interface's modules once, when asv's forkserver imports the suites, so that
     every benchmark's process (asv forks one per point) starts with the harness loaded: a fresh
     import of it costs seconds. A module the commit lacks is left for :func:`harness` to report
-    in the ``setup`` that needs it."""
+    in the ``setup`` that needs it.
+
+    In a forkserver, :data:`LAZY_IMPORTS` too, and then everything loaded is frozen out of the
+    collector's sight. Elsewhere (the tests, asv's spawned processes, the instruction counts'
+    children, which import the suites under Valgrind) they would cost their import and save
+    nothing."""
     for module in INTERFACE:
         with contextlib.suppress(ImportError):
             interface_module(module)
+    if FORKSERVER not in sys.modules:
+        return
+    for module in LAZY_IMPORTS:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    # A forked process's full collection (every timing's setup runs one) would otherwise walk
+    # these objects and so copy their pages: 0.3 s a process here (Python's documentation of
+    # gc.freeze describes this use).
+    gc.freeze()
 
 
 _preload()
@@ -384,6 +411,7 @@ def train_grid(executor_name: str) -> bool:
     points, which sweep them again and report the error."""
     with harness():
         from plp_bench import methods, sweep
+    prepare_timing()  # training runs on one thread, as every timing does
     try:
         executor = _grid_executor(executor_name)
     except NotImplementedError:

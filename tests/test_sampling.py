@@ -517,3 +517,31 @@ def test_sgds_step_is_the_unit_of_time_to_target_and_is_not_timed(monkeypatch):
     assert measured == []
     assert convergence.step_cost_in_sgd_steps("banknote-mlp", "plp") == [1.25, 1.5]
     assert measured == ["step-cost-banknote-mlp-plp"]
+
+
+def test_importing_the_suites_loads_what_a_benchmark_process_would_import_first():
+    """asv's forkserver imports the suites once and forks a process per point: what torch
+    and the harness import lazily (torch's first optimizer, the offline datasets' readers)
+    must already be loaded then, and out of the collector's sight, or every point's process
+    pays seconds importing it again and copying pages in its first full collection."""
+    printed = _python(
+        "import gc, sys",
+        "import asv_runner.server",  # what asv's forkserver runs in
+        "before = gc.get_freeze_count()",
+        "import benchmarks.common as common",
+        "print(all(m in sys.modules for m in common.LAZY_IMPORTS), gc.get_freeze_count() > before)",
+        "import torch",
+        "known = set(sys.modules)",
+        "torch.optim.SGD([torch.zeros(1, requires_grad=True)])",
+        "print(sorted(m for m in set(sys.modules) - known if m.startswith('torch._dynamo')))")
+    assert printed.splitlines() == ["True True", "[]"]
+
+
+def test_elsewhere_importing_the_suites_leaves_the_lazy_imports_to_first_use():
+    """Anywhere but a forkserver (the instruction counts' children import the suites under
+    Valgrind, where the imports cost minutes) nothing more is loaded and nothing frozen."""
+    printed = _python(
+        "import gc, sys",
+        "import benchmarks.common as common",
+        "print([m for m in common.LAZY_IMPORTS if m in sys.modules], gc.get_freeze_count())")
+    assert printed == "[] 0"
