@@ -49,8 +49,10 @@ import contextlib
 import gc
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -262,19 +264,50 @@ def harness() -> Iterator[None]:
                                   f"{error}") from None
 
 
+# what a commit named by a variable may be (the harness's rule for record commits): a hash or a
+# token such as a branch name, never a path, since it names the run cache's folder
+COMMIT_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+COMMIT_VARIABLES = ("PLP_BENCH_COMMIT", "ASV_COMMIT")
+
+
 @cache
 def commit() -> str:
-    """The commit being measured: ``$PLP_BENCH_COMMIT`` or ``$ASV_COMMIT`` (asv installs a copy
-    without ``.git``), else the checkout of ``benchmarks/``."""
-    for var in ("PLP_BENCH_COMMIT", "ASV_COMMIT"):
-        if os.environ.get(var):
-            return os.environ[var]
+    """The commit being measured: ``$PLP_BENCH_COMMIT``, else ``$ASV_COMMIT`` (asv sets it
+    where it installs the commit itself), else the checkout of ``benchmarks/``, but only where
+    the installed ``plp_bench`` is that checkout's own (an editable install). asv's
+    ``existing:`` environments set no ``$ASV_COMMIT``: whatever package that Python has is
+    measured, another commit's in ``.ci/run``'s parent round, and its records and memos
+    filed under the checkout's commit would be read as another commit's (and that commit's
+    read as its own). Raises ``ValueError`` naming the variable where a value is not a
+    commit, and ``RuntimeError`` where the commit cannot be told."""
+    for var in COMMIT_VARIABLES:
+        value = os.environ.get(var)
+        if value:
+            if not COMMIT_TOKEN.fullmatch(value):
+                raise ValueError(f"${var}={value[:80]!r} is not a commit: letters, digits, "
+                                 "_ . - (64 at most, starting with a letter or digit)")
+            return value
+    checkout = Path(__file__).resolve().parent.parent
+    installed = _installed_package_folder()
+    if installed is not None and checkout not in installed.parents:
+        raise RuntimeError(
+            f"the installed plp_bench ({installed}) is not this checkout's ({checkout}), and "
+            "neither $PLP_BENCH_COMMIT nor $ASV_COMMIT names its commit: set "
+            "PLP_BENCH_COMMIT to the commit that package was installed from")
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout,
                              capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return "unknown-commit"
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown-commit"
+
+
+def _installed_package_folder() -> Path | None:
+    """Where the installed ``plp_bench`` lives (found without importing it), or ``None``."""
+    spec = importlib.util.find_spec("plp_bench")
+    if spec is None or not spec.origin:
+        return None
+    return Path(spec.origin).resolve().parent
 
 
 def runs_dir() -> Path:

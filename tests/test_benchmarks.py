@@ -89,6 +89,45 @@ def test_a_missed_target_counts_as_the_whole_budget_in_the_median():
     assert common.censored_median(runs, 0, "seconds") == 4.0
 
 
+@pytest.fixture
+def no_commit_variables(monkeypatch):
+    for var in common.COMMIT_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    common.commit.cache_clear()
+    yield
+    common.commit.cache_clear()
+
+
+def test_the_commit_is_the_checkouts_only_where_its_package_is_installed(no_commit_variables,
+                                                                        monkeypatch, tmp_path):
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert common._installed_package_folder() == ROOT / "plp_bench"  # the tests' install
+    assert common.commit() == head
+    # another commit's package, as asv's existing environment of .ci/run's parent round has
+    elsewhere = tmp_path / "site-packages" / "plp_bench"
+    monkeypatch.setattr(common, "_installed_package_folder", lambda: elsewhere)
+    common.commit.cache_clear()
+    with pytest.raises(RuntimeError, match=f"installed plp_bench \\({elsewhere}\\) is not this "
+                                           ".*set PLP_BENCH_COMMIT"):
+        common.commit()
+    monkeypatch.setenv("ASV_COMMIT", "c" * 40)  # asv names the commit it installed
+    common.commit.cache_clear()
+    assert common.commit() == "c" * 40
+    monkeypatch.setenv("PLP_BENCH_COMMIT", "d" * 40)  # and the variable comes first
+    common.commit.cache_clear()
+    assert common.commit() == "d" * 40
+
+
+@pytest.mark.parametrize("value", ["../../escape", "/tmp/x", "a/b", ".hidden", "x" * 65])
+def test_a_commit_variable_that_is_not_a_commit_is_refused_naming_it(no_commit_variables,
+                                                                    monkeypatch, asv_runs, value):
+    monkeypatch.setenv("PLP_BENCH_COMMIT", value)
+    with pytest.raises(ValueError, match=r"\$PLP_BENCH_COMMIT=.* is not a commit"):
+        common.runs_dir()
+    assert not asv_runs.exists()
+
+
 def test_sizes_and_skips(asv_runs, monkeypatch, empty_root):
     ci = common.current_size()
     assert ci.seeds == 2 and "vgg16" not in ci.parameter_sets

@@ -1,6 +1,7 @@
-"""``.ci/run``'s budget: the second timing rounds run only where they end within it, and a
-budget that is not a whole number of minutes stops the job before anything runs. The budget's
-lines of the script are run alone in bash, with its elapsed-seconds counter set."""
+"""``.ci/run``'s budget and rounds: the second timing rounds run only where they end within
+the budget, a budget that is not a whole number of minutes stops the job before anything runs,
+and each round names the commit it measures. The script's lines are run alone in bash (the
+budget's with its elapsed-seconds counter set)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,23 @@ def test_a_budget_that_is_not_whole_minutes_stops_the_job_naming_it(minutes):
     assert done.returncode == 2 and "reached" not in done.stdout
     assert f"PLP_BENCH_CI_MINUTES={minutes}: allowed a whole number of minutes" in done.stderr
     assert "injected" not in done.stderr.replace(minutes, "")
+
+
+def test_each_round_names_the_commit_it_measures_to_the_suites():
+    """asv's existing environments leave ``$ASV_COMMIT`` unset, so ``measure`` names the
+    commit itself: otherwise the parent's round would file its records and memos under the
+    checkout's commit and read the commit's grid as the parent's."""
+    function = re.search(r"^measure\(\) \{.*?^\}\n", SCRIPT.read_text(), re.M | re.S)
+    assert function, ".ci/run no longer defines measure as this test reads it"
+    # an asv that prints the commit its benchmarks would see, then its arguments
+    fake_asv = "asv=(bash -c 'echo \"commit=$PLP_BENCH_COMMIT\"; echo \"$@\"' asv)\n"
+    done = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + fake_asv + function.group(0)
+         + "measure 0123abc /venv/bin/python -b suite"],
+        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=30)
+    assert done.returncode == 0, done.stderr
+    seen, arguments = done.stdout.splitlines()
+    assert seen == "commit=0123abc"
+    assert arguments.startswith("run --environment existing:/venv/bin/python "
+                                "--set-commit-hash 0123abc ")
+    assert arguments.endswith(" -b suite")
