@@ -130,15 +130,21 @@ def test_a_commit_variable_that_is_not_a_commit_is_refused_naming_it(no_commit_v
 
 def test_sizes_and_skips(asv_runs, monkeypatch, empty_root):
     ci = common.current_size()
-    assert ci.seeds == 2 and "vgg16" not in ci.parameter_sets
+    assert ci.seeds == 1 and "vgg16" not in ci.parameter_sets
     capped = common.benchmark_workload("digits-mlp")
     assert capped.steps == common.CI_STEP_CAP and capped.epochs is None
+    assert not capped.stop_at_targets  # what the timings run on
+    # the grid's runs end at their last target, on the same capped budget
+    assert common.grid_workload("digits-mlp") == capped.replace(stop_at_targets=True)
     with pytest.raises(NotImplementedError, match="data not available"):
         common.benchmark_workload("banknote-mlp")  # empty data root
     monkeypatch.setenv("PLP_BENCH_SIZE", "full")
     full = common.current_size()
     assert full.seeds == 5 and "vgg16" in full.parameter_sets
     assert common.benchmark_workload("digits-mlp").epochs == 15
+    # at the papers' budgets the grid trains them whole: the test errors are the papers'
+    assert common.grid_workload("digits-mlp") == common.benchmark_workload("digits-mlp")
+    assert not common.grid_workload("digits-mlp").stop_at_targets
     monkeypatch.setenv("PLP_BENCH_SIZE", "huge")
     with pytest.raises(ValueError, match="PLP_BENCH_SIZE='huge'; allowed: ci, full, gpu, smoke"):
         common.current_size()
