@@ -30,8 +30,6 @@ import statistics
 from dataclasses import dataclass
 from typing import Literal
 
-from scipy.stats import mannwhitneyu
-
 from .asv_results import AsvValue
 
 # The test's level. asv's own (``asv._stats.is_different``) is ASV_ALPHA, where the test alone
@@ -89,6 +87,10 @@ def samples_differ(before: Measured, now: Measured, alpha: float = ALPHA) -> boo
     a = [x for x in before.samples or () if math.isfinite(x)]
     b = [x for x in now.samples or () if math.isfinite(x)]
     if a and b and smallest_p(len(a), len(b)) < alpha:
+        # imported here: SciPy's statistics take over a second to import, and every command
+        # of the CLI imports this module
+        from scipy.stats import mannwhitneyu
+
         return bool(mannwhitneyu(a, b, alternative="two-sided").pvalue < alpha)
     first = before.interval or ((min(a), max(a)) if a else None)
     second = now.interval or ((min(b), max(b)) if b else None)
