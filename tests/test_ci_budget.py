@@ -35,17 +35,21 @@ def _run(after: str, minutes: str | None = None) -> subprocess.CompletedProcess:
 
 
 def test_the_second_rounds_run_when_they_end_within_the_budget():
-    # 22 minutes in, after a 5-minute parent round: 22 + 7.5 + 5 minutes end within 40
+    # 22 minutes in, after a 5-minute parent round: 22 + 6 + 5 minutes end within 40
     done = _run("SECONDS=1320; second_rounds_fit 300 && echo fit")
+    assert done.returncode == 0 and done.stdout.strip() == "fit"
+    # 30 minutes in, after a 4-minute parent round: 1.2 times it (4.8) and 5 minutes end at
+    # 39.8, within 40 (at the 1.5 times once expected, 41)
+    done = _run("SECONDS=1800; second_rounds_fit 240 && echo fit")
     assert done.returncode == 0 and done.stdout.strip() == "fit"
 
 
 def test_the_second_rounds_are_left_out_saying_so_when_they_would_end_past_it():
-    # 28 minutes in, after a 7.5-minute parent round: 28 + 11 + 5 > 40
+    # 28 minutes in, after a 7.5-minute parent round: 28 + 9 + 5 > 40
     done = _run("SECONDS=1680; if second_rounds_fit 450; then echo fit; else echo left; fi")
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "left"
     assert "would end past its budget of 40 minutes" in done.stdout
-    # 61 minutes in, after a 15.3-minute round (the slower machine): 61 + 23 + 5 > 80
+    # 61 minutes in, after a 15.3-minute round (the slower machine): 61 + 18.4 + 5 > 80
     done = _run("SECONDS=3660; if second_rounds_fit 918; then echo fit; else echo left; fi",
                 minutes="80")
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "left"
