@@ -119,6 +119,14 @@ def test_the_commit_is_the_checkouts_only_where_its_package_is_installed(no_comm
     assert common.commit() == "d" * 40
 
 
+def test_the_suites_commit_rule_is_the_harnesss():
+    """The suites may not import the harness's internals, so they carry its rule for a
+    commit named by a variable; this holds the two together."""
+    from plp_bench.core.record import COMMIT
+
+    assert common.COMMIT_TOKEN.pattern == COMMIT.pattern
+
+
 @pytest.mark.parametrize("value", ["../../escape", "/tmp/x", "a/b", ".hidden", "x" * 65])
 def test_a_commit_variable_that_is_not_a_commit_is_refused_naming_it(no_commit_variables,
                                                                     monkeypatch, asv_runs, value):

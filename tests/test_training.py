@@ -128,6 +128,15 @@ def test_stop_at_targets():
                       targets=[0.3, 0.2]), get_method("sgd"), seed=0)
     assert all(t.reached for t in result.targets)
     assert result.steps_run == result.targets[-1].steps < 400
+    # the same run over its whole budget: every target at the same step and epoch, and the
+    # same validation curve up to the stop (what the asv grid's ci size relies on)
+    whole = run(tiny(steps=400, eval_every=4, targets=[0.3, 0.2]), get_method("sgd"), seed=0)
+    assert whole.steps_run == 400
+    assert [(t.steps, t.epoch) for t in result.targets] \
+        == [(t.steps, t.epoch) for t in whole.targets]
+    stopped = len(result.curves.val_error)
+    assert result.curves.val_error == whole.curves.val_error[:stopped]
+    assert result.curves.step == whole.curves.step[:stopped]
 
 
 def test_test_accuracy_at_fixed_epochs():
