@@ -21,9 +21,11 @@ def _budget_lines() -> str:
     """The budget's check and ``second_rounds_fit`` as ``.ci/run`` defines them."""
     text = SCRIPT.read_text()
     check = re.search(r"^budget_minutes=.*?^fi\n", text, re.M | re.S)
+    model = re.search(r"^one_round_model=.*\n", text, re.M)
     function = re.search(r"^second_rounds_fit\(\) \{.*?^\}\n", text, re.M | re.S)
-    assert check and function, ".ci/run no longer defines its budget as this test reads it"
-    return check.group(0) + function.group(0)
+    assert check and model and function, \
+        ".ci/run no longer defines its budget as this test reads it"
+    return check.group(0) + model.group(0) + function.group(0)
 
 
 def _run(after: str, minutes: str | None = None) -> subprocess.CompletedProcess:
@@ -54,7 +56,8 @@ def test_the_second_rounds_are_left_out_saying_so_when_they_would_end_past_it():
                 minutes="80")
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "left"
     assert "would end past its budget of 80 minutes" in done.stdout
-    assert "compared on one round a side" in done.stdout
+    assert "compared on one round a side, at the thresholds of " \
+        "benchmarks/noise-model-one-round.json" in done.stdout
     # a larger budget lets them run
     done = _run("SECONDS=3660; second_rounds_fit 918 && echo fit", minutes="120")
     assert done.stdout.strip() == "fit"

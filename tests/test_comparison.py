@@ -646,3 +646,174 @@ def test_every_command_reads_asv_results_from_the_trends_folder_when_it_is_set(m
     assert default_results_dir() == ".asv/results"
     monkeypatch.setenv("PLP_BENCH_TRENDS", "/kept/trends")
     assert default_results_dir() == "/kept/trends/results"
+
+
+# --- comparisons of one round a side --------------------------------------------------------
+
+def _one_round_results(tmp_path: Path) -> tuple[str, str, Path, Path]:
+    """HEAD~1 and HEAD: the MLP update ratio 8% apart, each side one process's six samples,
+    and steps to target 100 and 101; an asv configuration with a 5% threshold for the ratio
+    and 0 for the steps."""
+    config = tmp_path / "asv.conf.json"
+    config.write_text('{"regressions_thresholds": {"step_cost": 0.05, "convergence": 0}}')
+    base, head = _git("rev-parse", "HEAD~1"), _git("rev-parse", "HEAD")
+    rng = random.Random(8)
+    for commit, scale, steps in ((base, 1.0, 100.0), (head, 1.08, 101.0)):
+        ratio = noisy(1.2 * scale, 0.01, 6, rng)
+        _results_file(tmp_path / "results", "ci", commit, {
+            "step_cost.UpdateOverhead.track_update_time_ratio": (
+                [["'mlp'"], ["'plp'"]], [as_measured(ratio).value], [list(ratio)]),
+            "convergence.TargetTracks.track_steps_to_target": (
+                [["'digits-mlp'"], ["'sgd'"], ["'1'"]], [steps], None)})
+    return base, head, tmp_path / "results", config
+
+
+def test_compare_takes_a_one_round_models_thresholds_where_they_are_larger(tmp_path, capsys):
+    """At the configuration's 5% the update ratio's 8% is a change; a model of one round a
+    side that measured that timing 12% apart between processes calls it none, and the steps,
+    which that model does not measure, keep the configuration's threshold."""
+    base, head, results, config = _one_round_results(tmp_path)
+    command = ["compare", base, head, "--results", str(results), "--config", str(config)]
+    assert main(command) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(f"compared with {base[:12]}: 2 changed: ")
+    one_round = noise_model.NoiseModel(
+        (noise_model.BenchmarkNoise("step_cost.UpdateOverhead.track_update_time_ratio", 1, 6,
+                                    False, 0.08, 0.12, 0.15),), ("noise-1/0123456789ab",),
+        rounds_a_side=1)
+    model = tmp_path / "one-round.json"
+    model.write_text(json.dumps(one_round.to_json()))
+    assert main([*command, "--model", str(model)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0] == (f"thresholds: the larger of {model}'s (comparisons of 1 round(s) a "
+                      f"side) and {config}'s")
+    assert out[-1].startswith(f"compared with {base[:12]}: 1 changed: ")
+    assert "track_steps_to_target" in out[-1] and "track_update_time_ratio" not in out[-1]
+    model.write_text('{"schema": 3}')
+    assert main([*command, "--model", str(model)]) == 2
+    assert "rounds_a_side" in capsys.readouterr().err
+
+
+def test_a_one_round_models_thresholds_never_go_below_the_configurations():
+    configured = Thresholds(((r"a\.t(?=$|\()", 0.05), (r"a\.u", 0.2), (r".*", 0.0)),
+                            "asv.conf.json")
+    model = noise_model.NoiseModel(
+        tuple(noise_model.BenchmarkNoise(name, 1, 6, False, spread, threshold, threshold)
+              for name, spread, threshold in (("a.t", 0.08, 0.12), ("a.u", 0.02, 0.03))),
+        ("noise-1/0123456789ab",), rounds_a_side=1)
+    thresholds = noise_model.model_thresholds(model, "one-round.json", configured)
+    assert thresholds.of("a.t(mlp)") == 0.12  # the model's, larger
+    assert thresholds.of("a.u(mlp)") == 0.2  # the configuration's, larger
+    assert thresholds.of("b.steps") == 0.0  # the model has no row: the configuration's
+    assert thresholds.source == "one-round.json and asv.conf.json"
+
+
+def test_a_model_says_how_many_rounds_a_side_it_measured_and_older_ones_mean_two(tmp_path):
+    rounds = _rounds([{("s.A.t", ()): 1.0}, {("s.A.t", ()): 1.1}], {"s.A.t"})
+    model = noise_model.build(rounds, ["a", "b"], rounds_a_side=1)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(model.to_json()))
+    assert noise_model.NoiseModel.load(path).rounds_a_side == 1
+    older = model.to_json() | {"schema": 2}
+    del older["rounds_a_side"]
+    path.write_text(json.dumps(older))
+    assert noise_model.NoiseModel.load(path).rounds_a_side == 2
+    for hostile in (0, 11, True, "1", None):
+        path.write_text(json.dumps(model.to_json() | {"rounds_a_side": hostile}))
+        with pytest.raises(ConfigError, match="rounds_a_side: expected an integer in"):
+            noise_model.NoiseModel.load(path)
+    with pytest.raises(ConfigError, match=r"1 round.* a side, these rounds of 2"):
+        noise_model.build(rounds, ["a", "b"]).over(model)
+
+
+def test_noise_rounds_of_one_round_a_side_run_asv_so_and_leave_the_config_alone(
+        tmp_path, capsys, monkeypatch):
+    """``--rounds 3 --rounds-a-side 1``: each asv run takes its timings in one process
+    (``--attribute rounds=1``), the rounds are compared with each other (one group, as a
+    commit and its parent in one CI job), and the model goes to the one-round file, while the
+    configuration's thresholds (two rounds a side) stay as they were."""
+    from plp_bench.commands import noise
+
+    head = _git("rev-parse", "HEAD")
+    results = tmp_path / "results"
+    medians = iter([1.00, 1.10, 1.04])
+    commands = []
+
+    real_run = subprocess.run
+
+    def fake_run(command, **options):
+        if command[1:3] != ["-m", "asv"]:  # git
+            return real_run(command, **options)
+        commands.append(command)
+        if "run" in command:  # asv run: one round's results, under its machine's name
+            machine = command[command.index("--machine") + 1]
+            center = next(medians)
+            _results_file(results, machine, head, {
+                "loop.LoopOverhead.track_overhead_ratio": (
+                    [["'digits-mlp'"]], [center], [[center] * 6])})
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(noise.subprocess, "run", fake_run)
+    monkeypatch.setattr(noise, "ONE_ROUND_MODEL", str(tmp_path / "one-round.json"))
+    monkeypatch.setattr(noise, "DEFAULT_MODEL", str(tmp_path / "two-rounds.json"))
+    config = tmp_path / "asv.conf.json"
+    config.write_text((ROOT / "asv.conf.json").read_text())
+    assert main(["noise", "--rounds", "3", "--rounds-a-side", "1", "--results", str(results),
+                 "--config", str(config)]) == 0
+    runs = [c for c in commands if "run" in c]
+    assert len(runs) == 3 and all(c[-2:] == ["--attribute", "rounds=1"] for c in runs)
+    model = noise_model.NoiseModel.load(tmp_path / "one-round.json")
+    assert model.rounds_a_side == 1
+    assert model.of("loop.LoopOverhead.track_overhead_ratio").spread == pytest.approx(0.1)
+    assert config.read_text() == (ROOT / "asv.conf.json").read_text()
+    assert not (tmp_path / "two-rounds.json").exists()
+    assert "comparisons of 1 round(s) a side" in capsys.readouterr().out
+    commands.clear()
+    medians = iter([1.00, 1.02])
+    assert main(["noise", "--rounds", "2", "--results", str(results), "--config",
+                 str(config)]) == 0  # two rounds a side: asv's own rounds, the configuration
+    assert all("--attribute" not in c for c in commands)
+    assert noise_model.NoiseModel.load(tmp_path / "two-rounds.json").rounds_a_side == 2
+    assert config.read_text() != (ROOT / "asv.conf.json").read_text()
+    capsys.readouterr()
+
+
+def test_ci_compares_at_the_one_round_models_thresholds_where_it_ran_one_round():
+    """``.ci/run``'s choice between the second rounds and the one-round thresholds, run in
+    bash with a stand-in ``measure``: where the rounds fit, both run and the comparison keeps
+    the configuration's thresholds; where they do not, it is given the one-round model."""
+    text = (ROOT / ".ci" / "run").read_text()
+    setting = re.search(r"^one_round_model=.*?^\}\n", text, re.M | re.S)
+    choice = re.search(r"^  if second_rounds_fit \$\(\(SECONDS - started\)\); then\n"
+                       r"    measure \"\$parent\".*?^  fi\n", text, re.M | re.S)
+    compare = re.search(r"^  \.venv/bin/plp-bench compare .*$", text, re.M)
+    assert setting and choice and compare, ".ci/run no longer reads as this test expects"
+    assert compare.group(0).endswith('"${thresholds[@]}"')
+    script = ("set -euo pipefail\nbudget_minutes=40\n" + setting.group(0)
+              + 'measure() { echo "measure $1"; }\nparent=p commit=c timings=t\n' + "ELAPSED\n"
+              + choice.group(0) + 'echo "thresholds: ${thresholds[*]}"\n')
+    # a 5-minute parent round, 20 or 35 minutes in
+    for elapsed, rounds in ((1200, ["measure p", "measure c"]), (2100, [])):
+        clock = f"SECONDS={elapsed}; started={elapsed - 300}"
+        done = subprocess.run(["bash", "-c", script.replace("ELAPSED", clock)],
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.strip().splitlines()
+        assert [line for line in lines if line.startswith("measure")] == rounds
+        expected = "" if rounds else "--model benchmarks/noise-model-one-round.json"
+        assert lines[-1] == f"thresholds: {expected}".rstrip()
+
+
+def test_the_committed_one_round_model_covers_every_timing_ci_compares():
+    """CI's one-round comparison takes each timing's threshold from the one-round model:
+    it must have a row for every timing a round measures on the CPU."""
+    from benchmarks.rounds import timings_pattern
+
+    model = noise_model.NoiseModel.load(ROOT / "benchmarks" / "noise-model-one-round.json")
+    assert model.rounds_a_side == 1 and len(model.measurements) >= 3
+    timings = re.compile(timings_pattern(str(ROOT / "benchmarks")))
+    two_rounds = noise_model.NoiseModel.load(ROOT / "benchmarks" / "noise-model.json")
+    measured_at_ci = {row.benchmark for row in two_rounds.benchmarks
+                      if not row.deterministic and timings.match(row.benchmark)}
+    assert measured_at_ci and measured_at_ci <= {row.benchmark for row in model.benchmarks}
+    assert all(not row.deterministic for row in model.benchmarks)

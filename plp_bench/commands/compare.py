@@ -1,7 +1,14 @@
 """``plp-bench compare BASE HEAD``: every asv benchmark of two commits side by side, each change
 decided by the measured noise (:mod:`plp_bench.report.comparison`), ending with one line:
 ``compared with <base>: no change`` or the changed benchmarks. Report only: the exit code is 0
-whatever changed, unless ``--fail-on-change``."""
+whatever changed, unless ``--fail-on-change``.
+
+The thresholds are ``asv.conf.json``'s (``--config``): those of comparisons whose timings come
+from two rounds a side, as ``asv continuous`` measures them. ``--model FILE`` adds those of a
+noise model of comparisons of fewer rounds a side (``plp-bench noise --rounds-a-side 1``: one
+round a side, as ``.ci/run`` compares where its budget leaves no time for the second rounds):
+each benchmark's threshold is then the larger of the two, since fewer rounds a side are never
+less noisy."""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from ..core.tables import to_rich
 from ..report import asv_results
 from ..report.changes import asv_changes, asv_table
 from ..report.comparison import MARGIN, Measured, within_own_rounds
+from ..report.noise_model import NoiseModel, model_thresholds
 from ..report.record_sources import resolve_revision
 from .common import Streams
 
@@ -29,6 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", default="asv.conf.json", metavar="FILE",
                         help="the asv configuration whose regressions_thresholds hold the "
                         "noise model's thresholds (default asv.conf.json)")
+    parser.add_argument("--model", metavar="FILE",
+                        help="the thresholds of this noise model (plp-bench noise) too, where "
+                        "the sides carry fewer rounds than asv continuous's two, e.g. "
+                        "benchmarks/noise-model-one-round.json: each benchmark's threshold is "
+                        "the larger of its and --config's")
     parser.add_argument("--all", action="store_true", help="show every benchmark, not only "
                         "the changed ones")
     parser.add_argument("--fail-on-change", action="store_true",
@@ -40,7 +53,13 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     results = Path(args.results or asv_results.default_results_dir())
     base = resolve_revision(args.base, option="base")
     head = resolve_revision(args.head, option="head")
-    thresholds = asv_results.Thresholds.load(args.config)
+    thresholds = configured = asv_results.Thresholds.load(args.config)
+    if args.model is not None:
+        model = NoiseModel.load(args.model)
+        thresholds = model_thresholds(model, args.model, configured)
+        streams.out.print(f"thresholds: the larger of {args.model}'s (comparisons of "
+                          f"{model.rounds_a_side} round(s) a side) and {configured.source}'s",
+                          highlight=False, soft_wrap=True)
     before = asv_results.commit_values(results, base)
     now = asv_results.commit_values(results, head)
     for commit, values, option in ((base, before, "base"), (head, now, "head")):

@@ -14,6 +14,12 @@ Two sources of rounds:
   their benchmark than ``benchmarks.json``'s (its definition changed since) are left out, so
   rounds measured before a benchmark changed still count for the others.
 
+``--rounds-a-side 1`` models the comparisons whose sides carry one round each (``.ci/run``
+when its budget leaves no time for the second rounds), where every timing of the suites is
+measured in ``ROUNDS`` rounds otherwise: ``asv run -a rounds=1`` for each round, and the model
+goes to ``benchmarks/noise-model-one-round.json`` (``plp-bench compare --model``), never into
+``asv.conf.json``, whose thresholds are those of ``asv continuous``'s ``ROUNDS`` rounds a side.
+
 ``--keep-others`` keeps, from the model already written, the rows of every benchmark the
 rounds did not measure: a suite measured again (its definition changed) updates its own rows
 without the rounds behind the others.
@@ -35,11 +41,13 @@ from pathlib import Path
 from ..core.config import ConfigError
 from ..core.tables import Column, TableData, to_rich
 from ..report import asv_results, noise_model
+from ..report.comparison import ROUNDS
 from ..report.record_sources import resolve_revision
 from .common import Streams
 
 MAX_ROUNDS = 50
 DEFAULT_MODEL = "benchmarks/noise-model.json"
+ONE_ROUND_MODEL = "benchmarks/noise-model-one-round.json"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,9 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--commit", action="append", metavar="REV",
                         help="read rounds already measured for this commit instead of "
                         "running asv (repeatable; commits with the same package)")
+    parser.add_argument("--rounds-a-side", type=int, choices=(1, ROUNDS), default=ROUNDS,
+                        help=f"the rounds (processes) each measurement's timings come from: "
+                        f"{ROUNDS} (default) as asv continuous measures, 1 as CI does without "
+                        "its second rounds (a model of its own, not written into --config)")
     asv_results.add_results_option(parser)
-    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="FILE",
-                        help=f"where the model is written (default {DEFAULT_MODEL})")
+    parser.add_argument("--model", metavar="FILE",
+                        help=f"where the model is written (default {DEFAULT_MODEL}; "
+                        f"{ONE_ROUND_MODEL} with --rounds-a-side 1)")
     parser.add_argument("--config", default="asv.conf.json", metavar="FILE",
                         help="the asv configuration whose thresholds are written "
                         "(default asv.conf.json)")
@@ -68,9 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handle=handle)
 
 
-def run_rounds(rounds: int, bench: str | None, streams: Streams) -> tuple[str, list[str]]:
-    """``asv run`` of HEAD ``rounds`` times in this environment; the commit and the machine
-    name of each round."""
+def run_rounds(rounds: int, bench: str | None, streams: Streams,
+               rounds_a_side: int = ROUNDS) -> tuple[str, list[str]]:
+    """``asv run`` of HEAD ``rounds`` times in this environment, each timing in
+    ``rounds_a_side`` rounds of its own; the commit and the machine name of each round."""
     commit = resolve_revision("HEAD", option="--rounds")
     machines = [f"noise-{k}" for k in range(1, rounds + 1)]
     asv = [sys.executable, "-m", "asv"]
@@ -83,6 +97,8 @@ def run_rounds(rounds: int, bench: str | None, streams: Streams) -> tuple[str, l
                    "--set-commit-hash", commit, "--machine", machine, "--record-samples"]
         if bench:
             command += ["--bench", bench]
+        if rounds_a_side != ROUNDS:
+            command += ["--attribute", f"rounds={rounds_a_side}"]
         done = subprocess.run(command, check=False)
         if done.returncode not in (0, 2):  # 2: some benchmark failed, the rest is recorded
             raise ConfigError(f"asv run exited {done.returncode} in round {machine}",
@@ -92,6 +108,8 @@ def run_rounds(rounds: int, bench: str | None, streams: Streams) -> tuple[str, l
 
 def handle(args: argparse.Namespace, streams: Streams) -> int:
     results = Path(args.results or asv_results.default_results_dir())
+    if args.model is None:
+        args.model = DEFAULT_MODEL if args.rounds_a_side == ROUNDS else ONE_ROUND_MODEL
     if args.commit:
         commits = [resolve_revision(rev, option="--commit") for rev in args.commit]
         machines = None
@@ -105,7 +123,7 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
             except re.error as error:
                 raise ConfigError(f"{args.bench!r} is not a regular expression ({error})",
                                   path=("--bench",)) from None
-        commit, machines = run_rounds(args.rounds, args.bench, streams)
+        commit, machines = run_rounds(args.rounds, args.bench, streams, args.rounds_a_side)
         commits = [commit]
     measurements, labels, groups = [], [], []
     for commit in commits:
@@ -121,7 +139,7 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
             # read rounds: one machine name is one asv continuous, its commits measured
             # together; run rounds: all of one commit, measured one after the other
             groups.append(machine if machines is None else "")
-    model = noise_model.build(measurements, labels, groups)
+    model = noise_model.build(measurements, labels, groups, args.rounds_a_side)
     if args.keep_others:
         model = model.over(noise_model.NoiseModel.load(args.model))
     if args.markdown:
@@ -132,9 +150,15 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
         from ..core.record import write_json_atomic
 
         write_json_atomic(Path(args.model), model.to_json())
-        noise_model.write_config_thresholds(args.config, model, args.model)
-        streams.out.print(f"wrote {args.model} and the thresholds of {args.config}",
-                          highlight=False)
+        if model.rounds_a_side == ROUNDS:
+            noise_model.write_config_thresholds(args.config, model, args.model)
+            streams.out.print(f"wrote {args.model} and the thresholds of {args.config}",
+                              highlight=False)
+        else:
+            streams.out.print(f"wrote {args.model}, the thresholds of comparisons of "
+                              f"{model.rounds_a_side} round(s) a side (plp-bench compare "
+                              f"--model {args.model}); {args.config} keeps those of {ROUNDS}",
+                              highlight=False)
     return 0
 
 
@@ -150,7 +174,8 @@ def _by_machine(results: Path, commit: str) -> dict[str, list]:
 
 def _table(model: noise_model.NoiseModel) -> TableData:
     table = TableData(
-        f"noise of {len(model.measurements)} A/A rounds: {', '.join(model.measurements)}",
+        f"noise of {len(model.measurements)} A/A rounds, {model.rounds_a_side} round(s) a side "
+        f"in each: {', '.join(model.measurements)}",
         [Column("benchmark", numeric=False), Column("points"), Column("kind", numeric=False),
          Column("spread"), Column("threshold"), Column("detects")],
         caption="a benchmark's row covers all its points, a row 'benchmark(x, ...)' those "

@@ -46,8 +46,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..core.config import ConfigError
-from .asv_results import AsvValue
-from .comparison import MARGIN, Measured, decide
+from .asv_results import AsvValue, Thresholds
+from .comparison import MARGIN, ROUNDS, Measured, decide
 
 # An A/A pair installs one and the same package, so both sides share its memory layout; two
 # real commits do not. Measured on the scratch commit of the README's rounds, on benchmarks
@@ -55,7 +55,10 @@ from .comparison import MARGIN, Measured, decide
 # them 0.1-1.2%, and times to target up to 2.7%. The floor covers that shift.
 FLOOR = 0.03
 POWER = 0.95  # detectable: flagged at least 19 times in 20
-SCHEMA = 2  # 2: rows per first parameter; 1 (no such rows, and a sigma no longer used) is read
+# 3: the rounds a side; 2: rows per first parameter (read as ROUNDS a side); 1: no such rows,
+# and a sigma no longer used (read likewise)
+SCHEMA = 3
+MAX_ROUNDS_A_SIDE = 10
 MAX_MODEL_BYTES = 4 * 2**20
 MAX_THRESHOLD = 10.0
 # a first parameter's value as asv stores it (quotes stripped): a parameter set, a workload
@@ -90,6 +93,10 @@ class BenchmarkNoise:
 class NoiseModel:
     benchmarks: tuple[BenchmarkNoise, ...]
     measurements: tuple[str, ...]  # what each measurement was (machine and commit)
+    # the rounds (processes) each measurement's timings came from: the comparisons whose sides
+    # carry as many are the ones its thresholds hold for (asv continuous: ROUNDS; CI without
+    # its second rounds: 1)
+    rounds_a_side: int = ROUNDS
 
     def of(self, benchmark: str, first_parameter: str | None = None) -> BenchmarkNoise | None:
         """The row of ``benchmark`` (over all its points), or of its points whose first
@@ -100,15 +107,21 @@ class NoiseModel:
     def over(self, earlier: NoiseModel) -> NoiseModel:
         """This model's rows, and ``earlier``'s rows of every benchmark this model has no row
         of (rounds that measured some suites again, over a model whose other rounds are not
-        at hand); the measurements of both, this model's first."""
+        at hand); the measurements of both, this model's first. Both must be models of as
+        many rounds a side."""
+        if earlier.rounds_a_side != self.rounds_a_side:
+            raise ConfigError(f"the model kept is of {earlier.rounds_a_side} round(s) a side, "
+                              f"these rounds of {self.rounds_a_side}: their thresholds hold "
+                              "for different comparisons", path=("--keep-others",))
         measured = {row.benchmark for row in self.benchmarks}
         kept = tuple(row for row in earlier.benchmarks if row.benchmark not in measured)
         labels = self.measurements + tuple(m for m in earlier.measurements
                                            if m not in self.measurements)
-        return NoiseModel(self.benchmarks + kept, labels)
+        return NoiseModel(self.benchmarks + kept, labels, self.rounds_a_side)
 
     def to_json(self) -> dict:
         return {"schema": SCHEMA, "margin": MARGIN, "floor": FLOOR,
+                "rounds_a_side": self.rounds_a_side,
                 "measurements": list(self.measurements),
                 "benchmarks": [asdict(b) for b in self.benchmarks]}
 
@@ -119,8 +132,13 @@ class NoiseModel:
         def fail(where: str, what: str) -> ConfigError:
             return ConfigError(f"{source}: {where}: {what}", path=("noise model", where))
 
-        if not isinstance(data, dict) or data.get("schema") not in (1, SCHEMA):
-            raise fail("schema", f"expected a noise model of schema 1 or {SCHEMA}")
+        if not isinstance(data, dict) or data.get("schema") not in (1, 2, SCHEMA):
+            raise fail("schema", f"expected a noise model of schema 1 to {SCHEMA}")
+        rounds_a_side = data.get("rounds_a_side") if data["schema"] == SCHEMA \
+            else ROUNDS
+        if not isinstance(rounds_a_side, int) or isinstance(rounds_a_side, bool) \
+                or not 1 <= rounds_a_side <= MAX_ROUNDS_A_SIDE:
+            raise fail("rounds_a_side", f"expected an integer in [1, {MAX_ROUNDS_A_SIDE}]")
         fields = set(BenchmarkNoise.__dataclass_fields__)
         if data["schema"] == 1:
             fields = fields - {"first_parameter"} | {"sigma"}
@@ -156,7 +174,7 @@ class NoiseModel:
                         or not 0 <= value <= MAX_THRESHOLD * 100:
                     raise fail(f"{where}.{key}", "expected a number >= 0")
             parsed.append(BenchmarkNoise(**row))
-        return cls(tuple(parsed), tuple(measurements))
+        return cls(tuple(parsed), tuple(measurements), rounds_a_side)
 
     @classmethod
     def load(cls, path: str | Path) -> NoiseModel:
@@ -177,8 +195,10 @@ def _ceil_percent(value: float) -> float:
 
 
 def build(measurements: Sequence[Sequence[AsvValue]], labels: Sequence[str],
-          groups: Sequence[Hashable] | None = None) -> NoiseModel:
-    """The model of repeated measurements of one package (each a list of asv values).
+          groups: Sequence[Hashable] | None = None, rounds_a_side: int = ROUNDS
+          ) -> NoiseModel:
+    """The model of repeated measurements of one package (each a list of asv values, its
+    timings from ``rounds_a_side`` rounds).
 
     ``groups`` (one key per measurement) says which measurements were taken together, as
     the two sides of one comparison are (both commits of one ``asv continuous``; a commit and
@@ -212,7 +232,7 @@ def build(measurements: Sequence[Sequence[AsvValue]], labels: Sequence[str],
         for first in firsts:
             part = {p: vs for p, vs in points.items() if p[1] and p[1][0] == first}
             rows.append(_noise_row(benchmark, first, part, timing=True))
-    return NoiseModel(tuple(rows), tuple(labels))
+    return NoiseModel(tuple(rows), tuple(labels), rounds_a_side)
 
 
 def _noise_row(benchmark: str, first_parameter: str | None,
@@ -294,6 +314,16 @@ def config_thresholds(model: NoiseModel) -> dict[str, float]:
             others = f"(?!{first_parameter_is(values)})" if values else ""
             entries[name + others + r"(?=$|\(|@)"] = whole.threshold
     return entries
+
+
+def model_thresholds(model: NoiseModel, source: str, configured: Thresholds) -> Thresholds:
+    """The thresholds of a comparison of ``model.rounds_a_side`` rounds a side: for each
+    benchmark the larger of the model's (:func:`config_thresholds`) and ``configured``'s (an
+    asv configuration's, from comparisons of more rounds a side). Fewer rounds a side can only
+    be noisier, so the configuration's are a floor; a model of one round a side measures only
+    the timings, and the exact values keep the configuration's (0)."""
+    return Thresholds(tuple(config_thresholds(model).items()) + configured.patterns,
+                      f"{source} and {configured.source}")
 
 
 BEGIN = "// noise model: begin (written by `plp-bench noise`; do not edit by hand)"
