@@ -89,3 +89,29 @@ def test_each_round_names_the_commit_it_measures_to_the_suites():
     assert arguments.startswith("run --environment existing:/venv/bin/python "
                                 "--set-commit-hash 0123abc ")
     assert arguments.endswith(" -b suite")
+
+
+def test_ci_compares_at_the_one_round_models_thresholds_where_it_ran_one_round():
+    """``.ci/run``'s choice between the second rounds and the one-round thresholds, run in
+    bash with a stand-in ``measure``: where the rounds fit, both run and the comparison keeps
+    the configuration's thresholds; where they do not, it is given the one-round model."""
+    text = SCRIPT.read_text()
+    setting = re.search(r"^one_round_model=.*?^\}\n", text, re.M | re.S)
+    choice = re.search(r"^  if second_rounds_fit \$\(\(SECONDS - started\)\); then\n"
+                       r"    measure \"\$parent\".*?^  fi\n", text, re.M | re.S)
+    compare = re.search(r"^  \.venv/bin/plp-bench compare .*$", text, re.M)
+    assert setting and choice and compare, ".ci/run no longer reads as this test expects"
+    assert compare.group(0).endswith('"${thresholds[@]}"')
+    script = ("set -euo pipefail\nbudget_minutes=40\n" + setting.group(0)
+              + 'measure() { echo "measure $1"; }\nparent=p commit=c timings=t\n' + "ELAPSED\n"
+              + choice.group(0) + 'echo "thresholds: ${thresholds[*]}"\n')
+    # a 5-minute parent round, 20 or 35 minutes in
+    for elapsed, rounds in ((1200, ["measure p", "measure c"]), (2100, [])):
+        clock = f"SECONDS={elapsed}; started={elapsed - 300}"
+        done = subprocess.run(["bash", "-c", script.replace("ELAPSED", clock)],
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.strip().splitlines()
+        assert [line for line in lines if line.startswith("measure")] == rounds
+        expected = "" if rounds else "--model benchmarks/noise-model-one-round.json"
+        assert lines[-1] == f"thresholds: {expected}".rstrip()
