@@ -778,6 +778,64 @@ def test_noise_rounds_of_one_round_a_side_run_asv_so_and_leave_the_config_alone(
     capsys.readouterr()
 
 
+def test_noise_add_runs_rounds_after_those_measured_and_models_all_of_them(
+        tmp_path, capsys, monkeypatch):
+    """``--add``: the new rounds are numbered after this command's rounds of the same kind
+    already in the results folder, and the model is built from all of them; rounds of the
+    other kind, other machines and folders it does not name are no rounds of it."""
+    from plp_bench.commands import noise
+
+    head = _git("rev-parse", "HEAD")
+    results = tmp_path / "results"
+    medians = iter([1.00, 1.02, 1.10])
+    machines_run = []
+    real_run = subprocess.run
+
+    def loop_result(machine, center):
+        _results_file(results, machine, head, {"loop.LoopOverhead.track_overhead_ratio": (
+            [["'digits-mlp'"]], [center], [[center] * 6])})
+
+    def fake_run(command, **options):
+        if command[1:3] != ["-m", "asv"]:  # git
+            return real_run(command, **options)
+        if "run" in command:
+            machines_run.append(command[command.index("--machine") + 1])
+            loop_result(machines_run[-1], next(medians))
+            data_roots.append(options["env"]["PLP_BENCH_DATA"])
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(noise.subprocess, "run", fake_run)
+    # asv runs the suites in a folder of its own: a relative data root reaches them absolute
+    data_roots = []
+    monkeypatch.setenv("PLP_BENCH_DATA", "shared/data")
+    model_path = tmp_path / "one-round.json"
+    common = ["--rounds-a-side", "1", "--results", str(results), "--model", str(model_path)]
+    assert main(["noise", "--rounds", "2", *common]) == 0
+    assert machines_run == ["noise-one-round-1", "noise-one-round-2"]
+    assert data_roots == [str(Path.cwd() / "shared" / "data")] * 2
+    assert noise_model.NoiseModel.load(model_path).of(
+        "loop.LoopOverhead.track_overhead_ratio").spread == pytest.approx(0.02)
+    for stranger in ("noise-1", "noise-one-round-07", "noise-one-round-51", "other"):
+        loop_result(stranger, 2.0)  # each would double the spread, were it read
+    assert main(["noise", "--rounds", "1", "--add", *common]) == 0
+    assert machines_run[2:] == ["noise-one-round-3"]
+    model = noise_model.NoiseModel.load(model_path)
+    assert [label.split("/")[0] for label in model.measurements] == [
+        "noise-one-round-1", "noise-one-round-2", "noise-one-round-3"]
+    assert model.of("loop.LoopOverhead.track_overhead_ratio").spread == pytest.approx(0.10)
+    capsys.readouterr()
+    assert main(["noise", "--rounds", "1", *common]) == 2  # one round compares with nothing
+    assert "1 is not allowed; allowed: 2 to 50" in capsys.readouterr().err
+    assert main(["noise", "--rounds", "48", "--add", *common]) == 2
+    assert "allowed: 0 to 47 (rounds 1 to 3 are measured already)" in capsys.readouterr().err
+    assert main(["noise", "--add", "--commit", "HEAD", *common]) == 2
+    assert "--add" in capsys.readouterr().err
+    model_path.unlink()
+    assert main(["noise", "--rounds", "0", "--add", *common]) == 0  # built again, nothing run
+    assert len(machines_run) == 3
+    assert noise_model.NoiseModel.load(model_path) == model
+
+
 def test_the_committed_one_round_model_covers_every_timing_ci_compares():
     """CI's one-round comparison takes each timing's threshold from the one-round model:
     it must have a row for every timing a round measures on the CPU."""

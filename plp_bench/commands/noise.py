@@ -20,6 +20,12 @@ measured in ``ROUNDS`` rounds otherwise: ``asv run -a rounds=1`` for each round,
 goes to ``benchmarks/noise-model-one-round.json`` (``plp-bench compare --model``), never into
 ``asv.conf.json``, whose thresholds are those of ``asv continuous``'s ``ROUNDS`` rounds a side.
 
+``--add`` runs the ``--rounds`` as rounds after those this command already measured of the
+checked-out commit (same rounds a side, same results folder) and builds the model from all of
+them: a model measured on a quiet machine grows by rounds under load without measuring the
+quiet ones again (``--add --rounds 0`` builds it again from the rounds measured). Rounds of
+two rounds a side are named ``noise-K``, of one ``noise-one-round-K``.
+
 ``--keep-others`` keeps, from the model already written, the rows of every benchmark the
 rounds did not measure: a suite measured again (its definition changed) updates its own rows
 without the rounds behind the others.
@@ -33,6 +39,7 @@ read. ``--dry-run`` writes nothing.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -40,6 +47,7 @@ from pathlib import Path
 
 from ..core.config import ConfigError
 from ..core.tables import Column, TableData, to_rich
+from ..data.files import ENV_VAR as DATA_ROOT_VARIABLE
 from ..report import asv_results, noise_model
 from ..report.comparison import ROUNDS
 from ..report.record_sources import resolve_revision
@@ -72,6 +80,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", default="asv.conf.json", metavar="FILE",
                         help="the asv configuration whose thresholds are written "
                         "(default asv.conf.json)")
+    parser.add_argument("--add", action="store_true",
+                        help="run the --rounds after the rounds already measured of this "
+                        "commit (same --rounds-a-side, same results folder) and build the "
+                        "model from all of them")
     parser.add_argument("--keep-others", action="store_true",
                         help="keep the rows of the benchmarks these rounds did not measure "
                         "from the model already at --model (its rounds need not be at hand)")
@@ -81,16 +93,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handle=handle)
 
 
+def round_machine(rounds_a_side: int, number: int) -> str:
+    """The asv machine name of round ``number`` of this command: the rounds of one round a
+    side apart from those of two, so that ``--add`` adds to rounds of its own kind."""
+    return f"{_round_prefix(rounds_a_side)}{number}"
+
+
+def _round_prefix(rounds_a_side: int) -> str:
+    return "noise-" if rounds_a_side == ROUNDS else "noise-one-round-"
+
+
+def measured_rounds(results: Path, commit: str, rounds_a_side: int) -> list[int]:
+    """The numbers of the rounds of ``rounds_a_side`` this command measured of ``commit``
+    under ``results``: folders named as :func:`round_machine` names them (any other name, or
+    a number past ``MAX_ROUNDS``, is not one of its rounds) holding a result of the commit."""
+    name = re.compile(re.escape(_round_prefix(rounds_a_side)) + r"([1-9][0-9]{0,2})")
+    numbers = []
+    if results.is_dir():
+        for folder in results.iterdir():
+            match = name.fullmatch(folder.name)
+            if (match and int(match[1]) <= MAX_ROUNDS and folder.is_dir()
+                    and any(folder.glob(f"{commit[:8]}-*.json"))):
+                numbers.append(int(match[1]))
+    return sorted(numbers)
+
+
+def benchmark_environment() -> dict[str, str]:
+    """This process's environment for asv's benchmark processes, which run in a folder of
+    asv's: a relative data root is made absolute here, where it was given (relative to asv's
+    folder, the suites that read the real files would be skipped, ``n/a``)."""
+    environment = dict(os.environ)
+    root = environment.get(DATA_ROOT_VARIABLE)
+    if root and not os.path.isabs(root):
+        environment[DATA_ROOT_VARIABLE] = os.path.abspath(root)
+    return environment
+
+
 def run_rounds(rounds: int, bench: str | None, streams: Streams,
-               rounds_a_side: int = ROUNDS) -> tuple[str, list[str]]:
+               rounds_a_side: int = ROUNDS, first: int = 1) -> tuple[str, list[str]]:
     """``asv run`` of HEAD ``rounds`` times in this environment, each timing in
-    ``rounds_a_side`` rounds of its own; the commit and the machine name of each round."""
+    ``rounds_a_side`` rounds of its own, numbered from ``first``; the commit and the machine
+    name of each round."""
     commit = resolve_revision("HEAD", option="--rounds")
-    machines = [f"noise-{k}" for k in range(1, rounds + 1)]
+    machines = [round_machine(rounds_a_side, k) for k in range(first, first + rounds)]
     asv = [sys.executable, "-m", "asv"]
-    for machine in machines:
-        streams.err.print(f"round {machine} of {rounds}: asv run {commit[:12]}",
-                          highlight=False)
+    for number, machine in enumerate(machines, start=first):
+        streams.err.print(f"round {number} of {first + rounds - 1} ({machine}): asv run "
+                          f"{commit[:12]}", highlight=False)
         subprocess.run([*asv, "machine", "--yes", "--machine", machine], check=True,
                        stdout=subprocess.DEVNULL)
         command = [*asv, "run", "--environment", f"existing:{sys.executable}",
@@ -99,7 +148,7 @@ def run_rounds(rounds: int, bench: str | None, streams: Streams,
             command += ["--bench", bench]
         if rounds_a_side != ROUNDS:
             command += ["--attribute", f"rounds={rounds_a_side}"]
-        done = subprocess.run(command, check=False)
+        done = subprocess.run(command, check=False, env=benchmark_environment())
         if done.returncode not in (0, 2):  # 2: some benchmark failed, the rest is recorded
             raise ConfigError(f"asv run exited {done.returncode} in round {machine}",
                               path=("--rounds",))
@@ -110,20 +159,31 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
     results = Path(args.results or asv_results.default_results_dir())
     if args.model is None:
         args.model = DEFAULT_MODEL if args.rounds_a_side == ROUNDS else ONE_ROUND_MODEL
+    if args.commit and args.add:
+        raise ConfigError("--add runs rounds of the checked-out commit; --commit reads rounds "
+                          "measured elsewhere: give one of them", path=("--add",))
     if args.commit:
         commits = [resolve_revision(rev, option="--commit") for rev in args.commit]
         machines = None
     else:
-        if not 2 <= args.rounds <= MAX_ROUNDS:
-            raise ConfigError(f"{args.rounds} is not allowed; allowed: 2 to {MAX_ROUNDS}",
-                              path=("--rounds",))
+        earlier = (measured_rounds(results, resolve_revision("HEAD", option="--add"),
+                                   args.rounds_a_side) if args.add else [])
+        least = max(0, 2 - len(earlier))  # a model compares two rounds at least
+        if not least <= args.rounds <= MAX_ROUNDS - max(earlier, default=0):
+            raise ConfigError(
+                f"{args.rounds} is not allowed; allowed: {least} to "
+                f"{MAX_ROUNDS - max(earlier, default=0)}"
+                + (f" (rounds 1 to {max(earlier)} are measured already)" if earlier else ""),
+                path=("--rounds",))
         if args.bench is not None:
             try:
                 re.compile(args.bench)
             except re.error as error:
                 raise ConfigError(f"{args.bench!r} is not a regular expression ({error})",
                                   path=("--bench",)) from None
-        commit, machines = run_rounds(args.rounds, args.bench, streams, args.rounds_a_side)
+        commit, machines = run_rounds(args.rounds, args.bench, streams, args.rounds_a_side,
+                                      first=max(earlier, default=0) + 1)
+        machines = [round_machine(args.rounds_a_side, k) for k in earlier] + machines
         commits = [commit]
     measurements, labels, groups = [], [], []
     for commit in commits:
