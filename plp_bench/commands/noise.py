@@ -173,7 +173,7 @@ def handle(args: argparse.Namespace, streams: Streams) -> int:
             raise ConfigError(
                 f"{args.rounds} is not allowed; allowed: {least} to "
                 f"{MAX_ROUNDS - max(earlier, default=0)}"
-                + (f" (rounds 1 to {max(earlier)} are measured already)" if earlier else ""),
+                + (f" (rounds up to {max(earlier)} are measured already)" if earlier else ""),
                 path=("--rounds",))
         if args.bench is not None:
             try:
