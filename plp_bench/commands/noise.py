@@ -105,17 +105,13 @@ def _round_prefix(rounds_a_side: int) -> str:
 
 def measured_rounds(results: Path, commit: str, rounds_a_side: int) -> list[int]:
     """The numbers of the rounds of ``rounds_a_side`` this command measured of ``commit``
-    under ``results``: folders named as :func:`round_machine` names them (any other name, or
-    a number past ``MAX_ROUNDS``, is not one of its rounds) holding a result of the commit."""
+    under ``results``: the machines of the commit's results (as the model reads them) named
+    as :func:`round_machine` names them; any other name, or a number past ``MAX_ROUNDS``, is
+    not one of its rounds."""
     name = re.compile(re.escape(_round_prefix(rounds_a_side)) + r"([1-9][0-9]{0,2})")
-    numbers = []
-    if results.is_dir():
-        for folder in results.iterdir():
-            match = name.fullmatch(folder.name)
-            if (match and int(match[1]) <= MAX_ROUNDS and folder.is_dir()
-                    and any(folder.glob(f"{commit[:8]}-*.json"))):
-                numbers.append(int(match[1]))
-    return sorted(numbers)
+    matches = (name.fullmatch(value.machine)
+               for value in asv_results.commit_values(results, commit))
+    return sorted({int(m[1]) for m in matches if m and int(m[1]) <= MAX_ROUNDS})
 
 
 def benchmark_environment() -> dict[str, str]:
